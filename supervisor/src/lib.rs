@@ -1,0 +1,1 @@
+//! Reference control plane (placeholder until issue 3 lands).
