@@ -1,0 +1,245 @@
+//! Connector instances: activate, list, delete, config versions, stop/start.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::api::{ActivateRequest, InstanceConfig, InstanceItem};
+use crate::problem::ApiError;
+use crate::status::{aggregate, LiveReport};
+use crate::store::{InstanceRecord, NodeRecord, StoreError};
+use crate::supervisor::now_ms;
+use crate::{validate, Supervisor};
+
+/// A deployment's instances as the list call answers them.
+#[derive(Debug, Clone)]
+pub struct InstanceList {
+    /// The items, in id order.
+    pub items: Vec<InstanceItem>,
+    /// Strong ETag of the serialized items, quoted.
+    pub etag: String,
+    /// When the first live node's heartbeat expires, which may change a status without
+    /// any request; a long poll re-checks then.
+    pub next_expiry: Option<Duration>,
+}
+
+impl Supervisor {
+    /// The deployment's instances with their aggregated statuses.
+    pub fn list_instances(&self, deployment_id: u64) -> Result<InstanceList, StoreError> {
+        let records = self.store().instances(deployment_id)?;
+        let nodes = self.store().nodes(deployment_id)?;
+        let now = now_ms();
+        let ttl = self.config().node_ttl.as_millis() as u64;
+        let live: Vec<&NodeRecord> = nodes
+            .iter()
+            .filter(|n| now.saturating_sub(n.last_seen_ms) <= ttl)
+            .collect();
+        let next_expiry = live
+            .iter()
+            .map(|n| Duration::from_millis((n.last_seen_ms + ttl + 1).saturating_sub(now)))
+            .min();
+        let items: Vec<InstanceItem> = records
+            .into_iter()
+            .map(|record| {
+                let reports: Vec<LiveReport> = live
+                    .iter()
+                    .map(|n| (n.node_id.as_str(), n.reports.get(&record.id)))
+                    .collect();
+                let (status, reason) = aggregate(record.stopped, &record.config, &reports);
+                item(record, status, reason)
+            })
+            .collect();
+        let body = serde_json::to_vec(&items).expect("items serialize");
+        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+        Ok(InstanceList {
+            items,
+            etag,
+            next_expiry,
+        })
+    }
+
+    /// One instance as the list shows it.
+    pub fn instance_item(&self, deployment_id: u64, id: u64) -> Result<InstanceItem, ApiError> {
+        self.list_instances(deployment_id)?
+            .items
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| not_found(deployment_id, id))
+    }
+
+    /// Activates a connector: stores a new `pending` instance (config version 1).
+    pub fn activate(
+        &self,
+        deployment_id: u64,
+        req: ActivateRequest,
+    ) -> Result<InstanceItem, ApiError> {
+        validate::key_like("connector_key", &req.connector_key)?;
+        if let Some(key) = &req.instance_key {
+            validate::key_like("instance_key", key)?;
+        }
+        if let Some(name) = &req.instance_name {
+            validate::name("instance_name", name)?;
+        }
+        let values = req
+            .config
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        validate::config("config", &values)?;
+        let catalog = self.catalog(deployment_id, false)?;
+        let Some(entry) = catalog
+            .iter()
+            .find(|c| c.key == req.connector_key && c.connector_type == req.connector_type)
+        else {
+            let other_type = catalog.iter().find(|c| c.key == req.connector_key);
+            let reason = match other_type {
+                Some(c) => format!(
+                    "connector `{}` is a {}, not a {}",
+                    req.connector_key, c.connector_type, req.connector_type
+                ),
+                None => format!(
+                    "unknown connector `{}` ({}); list the catalog with GET .../connectors",
+                    req.connector_key, req.connector_type
+                ),
+            };
+            return Err(ApiError::BadRequest {
+                code: "unknown_connector",
+                reason,
+                field: Some(
+                    if other_type.is_some() {
+                        "connector_type"
+                    } else {
+                        "connector_key"
+                    }
+                    .into(),
+                ),
+            });
+        };
+
+        let _guard = self.write_lock();
+        let existing = self.store().instances(deployment_id)?;
+        let taken = |key: &str| existing.iter().any(|i| i.key == key);
+        let key = match req.instance_key {
+            Some(key) if taken(&key) => {
+                return Err(ApiError::Conflict {
+                    reason: format!(
+                        "instance key `{key}` is already taken in deployment {deployment_id}"
+                    ),
+                    field: Some("instance_key".into()),
+                })
+            }
+            Some(key) => key,
+            None => {
+                let base = format!("{}-{}", req.connector_key, req.connector_type);
+                (1u64..)
+                    .map(|n| {
+                        if n == 1 {
+                            base.clone()
+                        } else {
+                            format!("{base}-{n}")
+                        }
+                    })
+                    .find(|k| !taken(k))
+                    .expect("an unused suffix exists")
+            }
+        };
+        let record = InstanceRecord {
+            id: self.store().next_instance_id()?,
+            deployment_id,
+            connector_type: req.connector_type,
+            connector_key: req.connector_key,
+            name: req.instance_name.unwrap_or_else(|| entry.name.clone()),
+            key,
+            config: InstanceConfig { version: 1, values },
+            stopped: false,
+        };
+        self.store().put_instance(&record)?;
+        tracing::info!(deployment_id, id = record.id, key = %record.key, connector = %record.connector_key, "instance activated");
+        self.changes().notify(deployment_id);
+        drop(_guard);
+        self.instance_item(deployment_id, record.id)
+    }
+
+    /// Deletes an instance; every node stops it on its next poll.
+    pub fn delete_instance(&self, deployment_id: u64, id: u64) -> Result<(), ApiError> {
+        let _guard = self.write_lock();
+        if !self.store().remove_instance(deployment_id, id)? {
+            return Err(not_found(deployment_id, id));
+        }
+        tracing::info!(deployment_id, id, "instance deleted");
+        self.changes().notify(deployment_id);
+        Ok(())
+    }
+
+    /// Stores `values` as the instance's next config version.
+    pub fn set_config(
+        &self,
+        deployment_id: u64,
+        id: u64,
+        values: Value,
+    ) -> Result<InstanceItem, ApiError> {
+        validate::config("config", &values)?;
+        self.update(deployment_id, id, |record| {
+            record.config = InstanceConfig {
+                version: record.config.version + 1,
+                values,
+            };
+        })
+    }
+
+    /// Stops (`inactive`) or starts an instance.
+    pub fn set_stopped(
+        &self,
+        deployment_id: u64,
+        id: u64,
+        stopped: bool,
+    ) -> Result<InstanceItem, ApiError> {
+        self.update(deployment_id, id, |record| record.stopped = stopped)
+    }
+
+    fn update(
+        &self,
+        deployment_id: u64,
+        id: u64,
+        change: impl FnOnce(&mut InstanceRecord),
+    ) -> Result<InstanceItem, ApiError> {
+        let guard = self.write_lock();
+        let mut record = self
+            .store()
+            .instance(deployment_id, id)?
+            .ok_or_else(|| not_found(deployment_id, id))?;
+        change(&mut record);
+        self.store().put_instance(&record)?;
+        tracing::info!(
+            deployment_id,
+            id,
+            version = record.config.version,
+            stopped = record.stopped,
+            "instance updated"
+        );
+        self.changes().notify(deployment_id);
+        drop(guard);
+        self.instance_item(deployment_id, id)
+    }
+}
+
+fn item(
+    record: InstanceRecord,
+    status: crate::api::InstanceStatus,
+    reason: Option<String>,
+) -> InstanceItem {
+    InstanceItem {
+        id: record.id,
+        deployment_id: record.deployment_id,
+        connector_type: record.connector_type,
+        connector_key: record.connector_key,
+        name: record.name,
+        key: record.key,
+        status,
+        reason,
+        config: record.config,
+    }
+}
+
+pub(crate) fn not_found(deployment_id: u64, id: u64) -> ApiError {
+    ApiError::NotFound(format!("no instance {id} in deployment {deployment_id}"))
+}

@@ -1,0 +1,268 @@
+//! Durable state in `sled`: instances, nodes, API keys and registered catalog entries.
+//!
+//! Values are JSON so the data directory stays readable with any sled tool and records can
+//! gain optional fields without a migration. Keys that are scanned by deployment start with
+//! the deployment id in big-endian, so a prefix scan returns one deployment in id order.
+//! Every write is flushed before the call answers: an instance a client saw accepted must
+//! survive a crash of the supervisor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ConnectorType, InstanceConfig, InstanceStatus, PluginInfo};
+use crate::auth::Permission;
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption, or the directory is locked by another process).
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value did not decode.
+    #[error("corrupt record in tree {tree}: {source}")]
+    Corrupt {
+        /// The tree holding the record.
+        tree: &'static str,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+}
+
+/// One connector instance as stored: the desired state, not the nodes' view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Unique id.
+    pub id: u64,
+    /// Owning deployment.
+    pub deployment_id: u64,
+    /// `source` or `sink`.
+    pub connector_type: ConnectorType,
+    /// Connector identifier.
+    pub connector_key: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Unique key within the deployment.
+    pub key: String,
+    /// Current config.
+    pub config: InstanceConfig,
+    /// Stopped by a user (`POST .../stop`).
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// One node's report on one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Status on the node.
+    pub status: InstanceStatus,
+    /// Why, when failed.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Config version the node runs.
+    pub config_version: u64,
+    /// Node clock, ms since the epoch, used only to order this node's own reports.
+    pub at: u64,
+}
+
+/// A node of a deployment as last heard from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Owning deployment.
+    pub deployment_id: u64,
+    /// Node id as the node names itself.
+    pub node_id: String,
+    /// `ld-connectord` version.
+    pub runtime_version: String,
+    /// Plugins installed on the node.
+    pub plugins: Vec<PluginInfo>,
+    /// The node's view of each instance, by instance id.
+    pub reports: BTreeMap<u64, NodeReport>,
+    /// Supervisor clock, ms since the epoch, of the last heartbeat or report.
+    pub last_seen_ms: u64,
+}
+
+/// An API key as stored: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// What the key may do.
+    pub permissions: Vec<Permission>,
+    /// Supervisor clock, ms since the epoch.
+    pub created_at_ms: u64,
+}
+
+/// A connector known to the supervisor without any node having reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// Connector identifier, e.g. `postgres`.
+    pub key: String,
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub connector_type: ConnectorType,
+    /// Human-readable name.
+    pub name: String,
+    /// What the connector does.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The sled database and its trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    instances: sled::Tree,
+    nodes: sled::Tree,
+    keys: sled::Tree,
+    catalog: sled::Tree,
+    meta: sled::Tree,
+}
+
+const NEXT_INSTANCE_ID: &[u8] = b"next_instance_id";
+
+fn deployment_key(deployment_id: u64, tail: &[u8]) -> Vec<u8> {
+    let mut key = deployment_id.to_be_bytes().to_vec();
+    key.extend_from_slice(tail);
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our records are plain structs with string keys: serializing cannot fail.
+    serde_json::to_vec(value).expect("records serialize to JSON")
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree, source })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(dir)?;
+        Ok(Store {
+            instances: db.open_tree("instances")?,
+            nodes: db.open_tree("nodes")?,
+            keys: db.open_tree("keys")?,
+            catalog: db.open_tree("catalog")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A fresh instance id, never handed out before (ids start at 1).
+    pub fn next_instance_id(&self) -> Result<u64, StoreError> {
+        let next = self.meta.update_and_fetch(NEXT_INSTANCE_ID, |old| {
+            let current = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Some((current + 1).to_be_bytes().to_vec())
+        })?;
+        let bytes = next.expect("update_and_fetch stored a value");
+        Ok(u64::from_be_bytes(
+            <[u8; 8]>::try_from(bytes.as_ref()).expect("8-byte counter"),
+        ))
+    }
+
+    /// The deployment's instances, in id order.
+    pub fn instances(&self, deployment_id: u64) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.instances
+            .scan_prefix(deployment_id.to_be_bytes())
+            .map(|kv| decode("instances", &kv?.1))
+            .collect()
+    }
+
+    /// One instance of a deployment.
+    pub fn instance(
+        &self,
+        deployment_id: u64,
+        id: u64,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        self.instances
+            .get(key)?
+            .map(|v| decode("instances", &v))
+            .transpose()
+    }
+
+    /// Inserts or replaces an instance.
+    pub fn put_instance(&self, record: &InstanceRecord) -> Result<(), StoreError> {
+        let key = deployment_key(record.deployment_id, &record.id.to_be_bytes());
+        self.instances.insert(key, encode(record))?;
+        self.flush()
+    }
+
+    /// Removes an instance; false when there was none.
+    pub fn remove_instance(&self, deployment_id: u64, id: u64) -> Result<bool, StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        let existed = self.instances.remove(key)?.is_some();
+        self.flush()?;
+        Ok(existed)
+    }
+
+    /// The deployment's nodes, live or not.
+    pub fn nodes(&self, deployment_id: u64) -> Result<Vec<NodeRecord>, StoreError> {
+        self.nodes
+            .scan_prefix(deployment_id.to_be_bytes())
+            .map(|kv| decode("nodes", &kv?.1))
+            .collect()
+    }
+
+    /// One node of a deployment.
+    pub fn node(
+        &self,
+        deployment_id: u64,
+        node_id: &str,
+    ) -> Result<Option<NodeRecord>, StoreError> {
+        let key = deployment_key(deployment_id, node_id.as_bytes());
+        self.nodes
+            .get(key)?
+            .map(|v| decode("nodes", &v))
+            .transpose()
+    }
+
+    /// Inserts or replaces a node.
+    pub fn put_node(&self, record: &NodeRecord) -> Result<(), StoreError> {
+        let key = deployment_key(record.deployment_id, record.node_id.as_bytes());
+        self.nodes.insert(key, encode(record))?;
+        self.flush()
+    }
+
+    /// The key stored under a hash.
+    pub fn key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.keys.get(hash)?.map(|v| decode("keys", &v)).transpose()
+    }
+
+    /// Stores a key under its hash.
+    pub fn put_key(&self, hash: &str, record: &KeyRecord) -> Result<(), StoreError> {
+        self.keys.insert(hash, encode(record))?;
+        self.flush()
+    }
+
+    /// Number of stored keys.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Registered catalog entries, by key then type.
+    pub fn catalog_entries(&self) -> Result<Vec<CatalogEntry>, StoreError> {
+        self.catalog
+            .iter()
+            .map(|kv| decode("catalog", &kv?.1))
+            .collect()
+    }
+
+    /// Registers (or replaces) a catalog entry.
+    pub fn put_catalog_entry(&self, entry: &CatalogEntry) -> Result<(), StoreError> {
+        let key = format!("{}\0{}", entry.key, entry.connector_type);
+        self.catalog.insert(key, encode(entry))?;
+        self.flush()
+    }
+}

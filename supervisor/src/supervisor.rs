@@ -1,0 +1,148 @@
+//! The [`Supervisor`]: the store, the change channels and the settings behind the router.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::auth::{self, Permission};
+use crate::longpoll::Changes;
+use crate::store::{CatalogEntry, KeyRecord, Store, StoreError};
+
+/// Settings of a supervisor.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Directory of the sled database; created when missing.
+    pub data_dir: PathBuf,
+    /// A node with no heartbeat for this long counts as gone.
+    pub node_ttl: Duration,
+    /// Cap on a long poll's `wait`.
+    pub max_wait: Duration,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub body_limit: usize,
+}
+
+impl SupervisorConfig {
+    /// Defaults: node TTL 30 s, long polls up to 60 s, bodies up to 1 MiB.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        SupervisorConfig {
+            data_dir: data_dir.into(),
+            node_ttl: Duration::from_secs(30),
+            max_wait: Duration::from_secs(crate::api::MAX_WAIT_SECS),
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// The reference control plane. Cheap to clone; clones share one store.
+///
+/// Embed it in-process with [`Supervisor::open`] and [`Supervisor::router`] (or
+/// [`Supervisor::serve`]); create keys with [`Supervisor::create_api_key`].
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: SupervisorConfig,
+    // Serializes read-modify-write sequences (key uniqueness, config versions): sled
+    // alone would make each write atomic but not the check before it.
+    writes: Mutex<()>,
+    changes: Changes,
+}
+
+impl Supervisor {
+    /// Opens the store in `config.data_dir`. Fails when another process holds it.
+    pub fn open(config: SupervisorConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
+        let store = Store::open(&config.data_dir)?;
+        Ok(Supervisor {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                writes: Mutex::new(()),
+                changes: Changes::default(),
+            }),
+        })
+    }
+
+    /// The axum router serving every route of [`crate::routes::ROUTES`].
+    pub fn router(&self) -> Router {
+        crate::routes::router(self.clone())
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, data = %self.inner.config.data_dir.display(), "supervisor serving");
+        }
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Creates an API key with `permissions`, stores its hash, and returns the key itself:
+    /// the only time it is visible.
+    pub fn create_api_key(&self, permissions: &[Permission]) -> Result<String, StoreError> {
+        let key = auth::generate_key();
+        let mut permissions = permissions.to_vec();
+        permissions.dedup();
+        let record = KeyRecord {
+            permissions,
+            created_at_ms: now_ms(),
+        };
+        self.inner.store.put_key(&auth::hash_key(&key), &record)?;
+        tracing::info!(permissions = ?record.permissions, "API key created");
+        Ok(key)
+    }
+
+    /// True when no API key exists yet (a fresh data directory).
+    pub fn has_no_keys(&self) -> bool {
+        self.inner.store.key_count() == 0
+    }
+
+    /// Adds a connector to the catalog of every deployment (stored; survives restarts).
+    pub fn register_catalog_entry(&self, entry: CatalogEntry) -> Result<(), StoreError> {
+        self.inner.store.put_catalog_entry(&entry)
+    }
+
+    /// The settings this supervisor runs with.
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn changes(&self) -> &Changes {
+        &self.inner.changes
+    }
+
+    pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.inner.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Serves a supervisor opened from `config` on `listener` until the process ends.
+pub async fn serve(config: SupervisorConfig, listener: TcpListener) -> anyhow::Result<()> {
+    let supervisor = Supervisor::open(config)?;
+    supervisor.serve(listener, std::future::pending()).await?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch on the supervisor's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
