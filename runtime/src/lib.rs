@@ -1,0 +1,1 @@
+//! ld-connectord runtime library.
