@@ -49,6 +49,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             field: None,
         });
     }
+    // serde would read a struct from a JSON array too; every body of this API is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return Err(malformed(&err));
+        }
+        return Err(ApiError::BadRequest {
+            code: "invalid_body",
+            reason: "the request body must be a JSON object".to_string(),
+            field: None,
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();

@@ -93,11 +93,11 @@ impl Supervisor {
             let other_type = catalog.iter().find(|c| c.key == req.connector_key);
             let reason = match other_type {
                 Some(c) => format!(
-                    "connector `{}` is a {}, not a {}",
+                    "connector_type: connector `{}` is a {}, not a {}",
                     req.connector_key, c.connector_type, req.connector_type
                 ),
                 None => format!(
-                    "unknown connector `{}` ({}); list the catalog with GET .../connectors",
+                    "connector_key: unknown connector `{}` ({}); list the catalog with GET .../connectors",
                     req.connector_key, req.connector_type
                 ),
             };
