@@ -71,7 +71,7 @@ async fn pages_cover_every_entry_once() {
     }
     assert_eq!(seen.len() as u64, total);
     let mut dedup = seen.clone();
-    dedup.sort_by(|a, b| (a.0.clone(), a.1.to_string()).cmp(&(b.0.clone(), b.1.to_string())));
+    dedup.sort_by_key(|(key, kind)| (key.clone(), kind.to_string()));
     dedup.dedup();
     assert_eq!(dedup.len(), seen.len(), "no entry twice");
 
