@@ -3,20 +3,20 @@
 
 use std::sync::OnceLock;
 
+pub use abi_stable::library::{
+    __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
+};
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
     std_types::{ROption, RResult, RStr},
 };
-pub use abi_stable::library::{
-    CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader,
-};
 use serde::de::DeserializeOwned;
 
 use crate::{
     ffi::{
-        ConnectorSpec, ConnectorType, PluginFuture, PluginInfo, PluginMod, PluginModRef,
-        SinkBox, SinkFfi, SinkFfi_TO, SinkInit, SourceBox, SourceFfi, SourceFfi_TO, SourceInit,
+        ConnectorSpec, ConnectorType, PluginFuture, PluginInfo, PluginMod, PluginModRef, SinkBox,
+        SinkFfi, SinkFfi_TO, SinkInit, SourceBox, SourceFfi, SourceFfi_TO, SourceInit,
     },
     guard::{call, guard},
     InstanceContext, PluginError, RawSourceBatch, Sink, SinkBatch, Source,
@@ -42,9 +42,7 @@ pub fn parse_config<C: DeserializeOwned>(json: &str) -> Result<C, PluginError> {
 fn schema_of<C: schemars::JsonSchema>() -> ConnectorSpec {
     let schema = schemars::schema_for!(C);
     ConnectorSpec {
-        config_schema: serde_json::to_string(&schema)
-            .unwrap_or_default()
-            .into(),
+        config_schema: serde_json::to_string(&schema).unwrap_or_default().into(),
     }
 }
 
@@ -130,11 +128,17 @@ pub fn new_source<S: Source>(init: SourceInit<'_>) -> RResult<SourceBox, PluginE
         let config = parse_config::<S::Config>(init.config.as_str())?;
         let state = match init.state.into_option() {
             None => None,
-            Some(bytes) => Some(serde_json::from_slice::<S::State>(bytes.as_slice()).map_err(
-                |e| PluginError::fatal(format!("the saved source state cannot be read: {e}")),
-            )?),
+            Some(bytes) => Some(
+                serde_json::from_slice::<S::State>(bytes.as_slice()).map_err(|e| {
+                    PluginError::fatal(format!("the saved source state cannot be read: {e}"))
+                })?,
+            ),
         };
-        let source = S::new(config, state, &InstanceContext::new(init.instance_key.as_str()))?;
+        let source = S::new(
+            config,
+            state,
+            &InstanceContext::new(init.instance_key.as_str()),
+        )?;
         Ok(SourceFfi_TO::from_value(SourceAdapter(source), TD_Opaque))
     })
 }

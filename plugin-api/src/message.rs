@@ -212,7 +212,12 @@ pub struct SinkBatch<'a> {
 
 impl<'a> SinkBatch<'a> {
     /// A batch view; built by the host (and by plugin tests).
-    pub fn new(stream: &'a str, topic: &'a str, partition: u32, messages: &'a [Message<'a>]) -> Self {
+    pub fn new(
+        stream: &'a str,
+        topic: &'a str,
+        partition: u32,
+        messages: &'a [Message<'a>],
+    ) -> Self {
         Self {
             stream: RStr::from(stream),
             topic: RStr::from(topic),

@@ -152,7 +152,9 @@ impl SourceBatch {
         let start = self.buffer.len();
         if let Err(e) = serde_json::to_writer(&mut self.buffer, value) {
             self.buffer.truncate(start);
-            return Err(PluginError::fatal(format!("cannot encode message as JSON: {e}")));
+            return Err(PluginError::fatal(format!(
+                "cannot encode message as JSON: {e}"
+            )));
         }
         self.messages.push(SourceMessage {
             id_hi: 0,

@@ -1,1 +1,81 @@
-//! Shared harness for end-to-end tests.
+//! Shared harness for the end-to-end tests and benchmarks: builds the workspace's real
+//! binaries and plugin libraries once per test process and says where they are.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+/// Packages whose artifacts the tests use: the daemon and every plugin library.
+pub const ARTIFACT_PACKAGES: &[&str] = &[
+    "ld-connectord",
+    "stdout-sink",
+    "random-source",
+    "minimal-sink",
+    "minimal-source",
+    "test-sink",
+    "old-abi-plugin",
+];
+
+/// The target profile directory this test binary was built into (`target/debug` or
+/// `target/release`), found from the test executable's own path so that
+/// `CARGO_TARGET_DIR` is honoured.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Builds the daemon and the plugin libraries (a no-op when they are up to date) and
+/// returns the directory holding them. `cargo test` does not build other packages'
+/// cdylibs or binaries for us, so the harness asks cargo once per process.
+pub fn artifacts() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build").arg("--quiet");
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        for package in ARTIFACT_PACKAGES {
+            cmd.args(["-p", package]);
+        }
+        let target_dir = dir.parent().expect("target dir");
+        cmd.env("CARGO_TARGET_DIR", target_dir);
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cannot run cargo to build the plugin libraries");
+        assert!(status.success(), "building the test artifacts failed");
+        dir
+    })
+}
+
+/// Path of a plugin library built from this workspace, e.g. `plugin("stdout_sink")`
+/// for `libld_stdout_sink.so`.
+pub fn plugin(name: &str) -> PathBuf {
+    artifacts().join(format!("libld_{name}.so"))
+}
+
+/// Path of the `ld-connectord` binary.
+pub fn daemon_binary() -> PathBuf {
+    artifacts().join("ld-connectord")
+}
+
+/// A directory holding copies of just the named plugins, for tests that scan a
+/// plugin directory.
+pub fn plugin_dir_with(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in names {
+        let src = plugin(name);
+        std::fs::copy(&src, dir.path().join(src.file_name().expect("file name")))
+            .expect("copy plugin");
+    }
+    dir
+}

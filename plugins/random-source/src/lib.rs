@@ -133,9 +133,15 @@ impl Source for RandomSource {
             std::future::pending::<()>().await;
         }
         let n = self.due().await;
-        let mut batch = SourceBatch::with_capacity(n as usize, n as usize * self.config.payload_size);
+        let mut batch =
+            SourceBatch::with_capacity(n as usize, n as usize * self.config.payload_size);
         for _ in 0..n {
-            payload_of(self.config.seed, self.next, self.config.payload_size, &mut self.payload);
+            payload_of(
+                self.config.seed,
+                self.next,
+                self.config.payload_size,
+                &mut self.payload,
+            );
             batch.push_with(
                 MessageSpec {
                     id: u128::from(self.next) + 1,

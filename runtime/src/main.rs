@@ -1,0 +1,144 @@
+//! `ld-connectord`: the node-side connector runtime.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ld_connectord::plugin_host::{Catalog, PluginLibrary};
+
+#[derive(Parser)]
+#[command(
+    name = "ld-connectord",
+    version,
+    about = "Node-side connector runtime: loads connector plugins and runs sources and sinks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the connectors that the plugin libraries of a directory provide.
+    Plugins {
+        /// Directory holding plugin libraries (`*.so`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Where content-addressed copies of loaded libraries are kept.
+        #[arg(long, env = "LD_CONNECTORD_PLUGIN_CACHE")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Load one plugin library and print what it provides; exit non-zero with the reason
+    /// when it cannot be loaded.
+    CheckPlugin {
+        /// The plugin library file.
+        path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where content-addressed copies of loaded libraries are kept.
+        #[arg(long, env = "LD_CONNECTORD_PLUGIN_CACHE")]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("ld-connectord").join("plugins")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LD_CONNECTORD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Plugins {
+            dir,
+            json,
+            cache_dir,
+        } => list_plugins(&dir, json, &cache_dir.unwrap_or_else(default_cache_dir)),
+        Command::CheckPlugin {
+            path,
+            json,
+            cache_dir,
+        } => check_plugin(&path, json, &cache_dir.unwrap_or_else(default_cache_dir)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list_plugins(dir: &Path, json: bool, cache_dir: &Path) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::load_dir(dir, cache_dir)
+        .with_context(|| format!("cannot read plugin directory {}", dir.display()))?;
+    let entries = catalog.entries();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        println!(
+            "{:<16} {:<7} {:<24} {:<10} FILE",
+            "KEY", "TYPE", "NAME", "VERSION"
+        );
+        for e in &entries {
+            println!(
+                "{:<16} {:<7} {:<24} {:<10} {}",
+                e.key,
+                e.connector_type,
+                e.name,
+                e.version,
+                e.file.display()
+            );
+        }
+    }
+    for refused in catalog.refused() {
+        eprintln!("refused: {refused}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_plugin(path: &Path, json: bool, cache_dir: &Path) -> anyhow::Result<ExitCode> {
+    match PluginLibrary::load(path, cache_dir) {
+        Ok(lib) => {
+            let meta = lib.meta();
+            if json {
+                println!("{}", serde_json::to_string_pretty(meta)?);
+            } else {
+                let types: Vec<&str> = meta.types().iter().map(|t| t.as_str()).collect();
+                println!(
+                    "ok: {} {} ({}): {}: {}",
+                    meta.key,
+                    meta.version,
+                    types.join(", "),
+                    meta.name,
+                    meta.description
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
