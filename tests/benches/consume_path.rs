@@ -22,7 +22,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let buffer: Vec<u8> = (0..BATCH * PAYLOAD).map(|i| b'a' + (i % 26) as u8).collect();
+    let buffer: Vec<u8> = (0..BATCH * PAYLOAD)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,7 +106,10 @@ fn main() {
         "  boundary overhead:           {:.3} ns/message (target: at most 5 ns)",
         (ffi - direct).max(0.0)
     );
-    println!("  throughput through the boundary: {:.1} M messages/s", 1e3 / ffi);
+    println!(
+        "  throughput through the boundary: {:.1} M messages/s",
+        1e3 / ffi
+    );
 }
 
 fn per_message(elapsed: Duration) -> f64 {
