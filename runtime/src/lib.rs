@@ -5,3 +5,4 @@
 //! This version provides the plugin host: loading, checking and driving plugins.
 
 pub mod plugin_host;
+pub mod stream;
