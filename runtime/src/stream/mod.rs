@@ -13,6 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 mod batch;
+mod codec;
+pub mod embedded;
 
 pub use batch::{Entry, HeaderEntry, MessageBatch, MessageRef};
 

@@ -1,0 +1,466 @@
+//! The embedded stream backend: a durable local log in `sled`.
+//!
+//! Each appended batch is stored as one value (key: partition, base offset), so a batch
+//! of a thousand messages is one write, not a thousand. Offsets within a stored batch
+//! are consecutive. Consumer-group offsets live in their own tree of the same database,
+//! and so do source checkpoints (see [`crate::state`]): sled recovers a prefix of the
+//! writes after a crash, so a checkpoint saved after its batch is never recovered
+//! without that batch.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::{
+    codec, Appended, Consumer, MessageBatch, Polled, Producer, StreamBackend, StreamError, TopicRef,
+};
+
+/// When appended data and committed offsets reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flush (fsync) before an append or a commit returns: nothing acknowledged is lost,
+    /// even when the machine fails.
+    Batch,
+    /// Flush at this interval in the background: faster; a process crash loses
+    /// nothing that was written, a machine crash may lose the last interval.
+    Interval(Duration),
+}
+
+/// How much history a topic partition keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Most bytes per partition (oldest batches removed first).
+    pub max_bytes: Option<u64>,
+    /// Oldest message age kept.
+    pub max_age: Option<Duration>,
+}
+
+/// Settings of the embedded log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    /// See [`Durability`].
+    pub durability: Durability,
+    /// See [`Retention`].
+    pub retention: Retention,
+    /// Partitions of a topic created on first use.
+    pub partitions: u32,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Batch,
+            retention: Retention::default(),
+            partitions: 1,
+        }
+    }
+}
+
+fn backend_err(e: sled::Error) -> StreamError {
+    match e {
+        sled::Error::Io(io) => StreamError::Unavailable(format!("disk: {io}")),
+        sled::Error::Corruption { .. } => StreamError::Corrupt(e.to_string()),
+        other => StreamError::Backend(other.to_string()),
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+struct Partition {
+    /// Next offset to assign; the lock also orders appends of the partition.
+    next_offset: tokio::sync::Mutex<u64>,
+}
+
+struct Topic {
+    topic: TopicRef,
+    tree: sled::Tree,
+    partitions: Vec<Partition>,
+    /// Bumped after every append, so waiting consumers wake at once.
+    appended: watch::Sender<u64>,
+    round_robin: std::sync::atomic::AtomicU32,
+}
+
+/// The embedded log. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    offsets: sled::Tree,
+    config: EmbeddedConfig,
+    topics: Mutex<HashMap<TopicRef, Arc<Topic>>>,
+}
+
+fn batch_key(partition: u32, base_offset: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&partition.to_be_bytes());
+    key[4..].copy_from_slice(&base_offset.to_be_bytes());
+    key
+}
+
+fn offset_key(group: &str, topic: &TopicRef, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group.len() + topic.stream.len() + topic.topic.len() + 7);
+    for part in [group, &topic.stream, &topic.topic] {
+        key.extend_from_slice(part.as_bytes());
+        key.push(0);
+    }
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+impl EmbeddedLog {
+    /// Opens the log in `db` (shared with the daemon's other local state).
+    pub fn open(db: sled::Db, config: EmbeddedConfig) -> Result<Self, StreamError> {
+        let offsets = db.open_tree("stream/offsets").map_err(backend_err)?;
+        let log = EmbeddedLog {
+            inner: Arc::new(Inner {
+                db,
+                offsets,
+                config,
+                topics: Mutex::new(HashMap::new()),
+            }),
+        };
+        if let Durability::Interval(every) = config.durability {
+            let weak = Arc::downgrade(&log.inner);
+            std::thread::Builder::new()
+                .name("ld-log-flush".into())
+                .spawn(move || loop {
+                    std::thread::sleep(every);
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Err(e) = inner.db.flush() {
+                        tracing::error!(error = %e, "embedded log: background flush failed");
+                    }
+                })
+                .map_err(|e| StreamError::Backend(format!("cannot start flusher: {e}")))?;
+        }
+        Ok(log)
+    }
+
+    /// Opens (or creates) a standalone log database in `dir`.
+    pub fn open_dir(dir: &std::path::Path, config: EmbeddedConfig) -> Result<Self, StreamError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend_err)?;
+        Self::open(db, config)
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &EmbeddedConfig {
+        &self.inner.config
+    }
+
+    async fn durable(&self) -> Result<(), StreamError> {
+        if self.inner.config.durability == Durability::Batch {
+            self.inner.db.flush_async().await.map_err(backend_err)?;
+        }
+        Ok(())
+    }
+
+    fn topic(&self, topic: &TopicRef) -> Result<Arc<Topic>, StreamError> {
+        let mut topics = self.inner.topics.lock().expect("topic map poisoned");
+        if let Some(t) = topics.get(topic) {
+            return Ok(t.clone());
+        }
+        let tree_name = format!("stream/log/{}/{}", topic.stream, topic.topic);
+        let tree = self.inner.db.open_tree(tree_name).map_err(backend_err)?;
+        // A topic keeps the partition count it was created with.
+        let meta_key = b"\xffpartitions";
+        let partitions = match tree.get(meta_key).map_err(backend_err)? {
+            Some(v) => u32::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StreamError::Corrupt(format!("{topic}: bad partition count")))?,
+            ),
+            None => {
+                let n = self.inner.config.partitions.max(1);
+                tree.insert(meta_key, &n.to_be_bytes())
+                    .map_err(backend_err)?;
+                n
+            }
+        };
+        let mut parts = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            let next = match tree
+                .range(batch_key(p, 0)..=batch_key(p, u64::MAX))
+                .next_back()
+            {
+                Some(entry) => {
+                    let (_, value) = entry.map_err(backend_err)?;
+                    codec::last_offset(&value)? + 1
+                }
+                None => 0,
+            };
+            parts.push(Partition {
+                next_offset: tokio::sync::Mutex::new(next),
+            });
+        }
+        let t = Arc::new(Topic {
+            topic: topic.clone(),
+            tree,
+            partitions: parts,
+            appended: watch::channel(0).0,
+            round_robin: Default::default(),
+        });
+        topics.insert(topic.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// Appends a batch (the raw store path the pipeline benchmark compares against).
+    pub async fn append(
+        &self,
+        topic: &TopicRef,
+        batch: &MessageBatch,
+    ) -> Result<Appended, StreamError> {
+        let t = self.topic(topic)?;
+        let appended = append_to(&t, batch).await?;
+        self.durable().await?;
+        Ok(appended)
+    }
+
+    /// Removes batches beyond the retention limits; returns how many were removed.
+    pub fn enforce_retention(&self) -> Result<usize, StreamError> {
+        let retention = self.inner.config.retention;
+        if retention.max_bytes.is_none() && retention.max_age.is_none() {
+            return Ok(0);
+        }
+        let topics: Vec<Arc<Topic>> = self
+            .inner
+            .topics
+            .lock()
+            .expect("topic map poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let oldest_kept_micros = retention
+            .max_age
+            .map(|age| now_micros().saturating_sub(age.as_micros() as u64));
+        let mut removed = 0;
+        for t in topics {
+            for p in 0..t.partitions.len() as u32 {
+                let range = batch_key(p, 0)..=batch_key(p, u64::MAX);
+                let mut sizes = Vec::new();
+                let mut total: u64 = 0;
+                for entry in t.tree.range(range.clone()) {
+                    let (key, value) = entry.map_err(backend_err)?;
+                    total += value.len() as u64;
+                    sizes.push((key, value.len() as u64, codec::last_timestamp(&value)?));
+                }
+                // Always keep the newest batch: it holds the partition's next offset.
+                let keep_last = sizes.len().saturating_sub(1);
+                for (key, size, last_ts) in sizes.into_iter().take(keep_last) {
+                    let too_big = retention.max_bytes.is_some_and(|max| total > max);
+                    let too_old = oldest_kept_micros.is_some_and(|oldest| last_ts < oldest);
+                    if !(too_big || too_old) {
+                        break;
+                    }
+                    t.tree.remove(key).map_err(backend_err)?;
+                    total -= size;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The committed next offset of `group` on a partition, if any.
+    pub fn committed(
+        &self,
+        topic: &TopicRef,
+        group: &str,
+        partition: u32,
+    ) -> Result<Option<u64>, StreamError> {
+        let value = self
+            .inner
+            .offsets
+            .get(offset_key(group, topic, partition))
+            .map_err(backend_err)?;
+        value
+            .map(|v| {
+                v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| {
+                    StreamError::Corrupt(format!("bad committed offset for {group} on {topic}"))
+                })
+            })
+            .transpose()
+    }
+}
+
+async fn append_to(t: &Topic, batch: &MessageBatch) -> Result<Appended, StreamError> {
+    if batch.is_empty() {
+        return Err(StreamError::Backend("cannot append an empty batch".into()));
+    }
+    let partition = t
+        .round_robin
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        % t.partitions.len() as u32;
+    let mut next = t.partitions[partition as usize].next_offset.lock().await;
+    let base = *next;
+    let value = codec::encode(batch, base, now_micros());
+    let tree = t.tree.clone();
+    let key = batch_key(partition, base);
+    tree.insert(key, value).map_err(backend_err)?;
+    *next = base + batch.len() as u64;
+    drop(next);
+    t.appended.send_modify(|n| *n += 1);
+    Ok(Appended {
+        partition,
+        first_offset: base,
+        last_offset: base + batch.len() as u64 - 1,
+    })
+}
+
+#[async_trait]
+impl StreamBackend for EmbeddedLog {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn producer(&self, topic: &TopicRef) -> Result<Box<dyn Producer>, StreamError> {
+        Ok(Box::new(EmbeddedProducer {
+            log: self.clone(),
+            topic: self.topic(topic)?,
+        }))
+    }
+
+    async fn consumer(
+        &self,
+        topic: &TopicRef,
+        group: &str,
+    ) -> Result<Box<dyn Consumer>, StreamError> {
+        let t = self.topic(topic)?;
+        let mut positions = Vec::with_capacity(t.partitions.len());
+        for p in 0..t.partitions.len() as u32 {
+            positions.push(self.committed(topic, group, p)?.unwrap_or(0));
+        }
+        Ok(Box::new(EmbeddedConsumer {
+            log: self.clone(),
+            appended: t.appended.subscribe(),
+            topic: t,
+            group: group.to_string(),
+            positions,
+            next_partition: 0,
+        }))
+    }
+}
+
+struct EmbeddedProducer {
+    log: EmbeddedLog,
+    topic: Arc<Topic>,
+}
+
+#[async_trait]
+impl Producer for EmbeddedProducer {
+    async fn append(&mut self, batch: &MessageBatch) -> Result<Appended, StreamError> {
+        let appended = append_to(&self.topic, batch).await?;
+        self.log.durable().await?;
+        Ok(appended)
+    }
+}
+
+struct EmbeddedConsumer {
+    log: EmbeddedLog,
+    topic: Arc<Topic>,
+    appended: watch::Receiver<u64>,
+    group: String,
+    positions: Vec<u64>,
+    next_partition: u32,
+}
+
+impl EmbeddedConsumer {
+    /// Reads up to `max` messages of partition `p` from the read position.
+    fn read(&mut self, p: u32, max: u32) -> Result<MessageBatch, StreamError> {
+        let mut out = MessageBatch::default();
+        let mut position = self.positions[p as usize];
+        let tree = &self.topic.tree;
+        while (out.len() as u32) < max {
+            // The stored batch holding `position`, or the first one after it (retention
+            // may have removed what the group had not read yet).
+            let holding = tree
+                .range(batch_key(p, 0)..=batch_key(p, position))
+                .next_back()
+                .transpose()
+                .map_err(backend_err)?
+                .filter(|(_, v)| codec::last_offset(v).is_ok_and(|last| last >= position));
+            let found = match holding {
+                Some(kv) => Some(kv),
+                None => tree
+                    .range(batch_key(p, position)..=batch_key(p, u64::MAX))
+                    .next()
+                    .transpose()
+                    .map_err(backend_err)?,
+            };
+            let Some((_, value)) = found else { break };
+            let first = codec::first_offset(&value)?;
+            if first > position {
+                tracing::warn!(
+                    topic = %self.topic.topic, group = %self.group, partition = p,
+                    skipped = first - position,
+                    "messages removed by retention before this group read them"
+                );
+                position = first;
+            }
+            let taken = codec::decode_into(&value, position, max - out.len() as u32, &mut out)?;
+            if taken == 0 {
+                break;
+            }
+            position += taken as u64;
+        }
+        self.positions[p as usize] = position;
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn poll(&mut self, max: u32, wait: Duration) -> Result<Polled, StreamError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let partitions = self.topic.partitions.len() as u32;
+        loop {
+            // Mark the current append count seen before looking, so an append that
+            // lands after the look wakes the wait below.
+            self.appended.borrow_and_update();
+            for i in 0..partitions {
+                let p = (self.next_partition + i) % partitions;
+                let batch = self.read(p, max)?;
+                if !batch.is_empty() {
+                    self.next_partition = (p + 1) % partitions;
+                    return Ok(Polled {
+                        partition: p,
+                        batch,
+                    });
+                }
+            }
+            if tokio::time::timeout_at(deadline, self.appended.changed())
+                .await
+                .is_err()
+            {
+                return Ok(Polled::default());
+            }
+        }
+    }
+
+    async fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StreamError> {
+        self.log
+            .inner
+            .offsets
+            .insert(
+                offset_key(&self.group, &self.topic.topic, partition),
+                &next_offset.to_be_bytes(),
+            )
+            .map_err(backend_err)?;
+        self.log.durable().await
+    }
+}
