@@ -4,5 +4,10 @@
 //! supervisor client -> reconcile -> instance tasks -> plugin host / stream.
 //! This version provides the plugin host: loading, checking and driving plugins.
 
+pub mod config;
+pub mod instance;
+pub mod local;
 pub mod plugin_host;
+pub mod state;
 pub mod stream;
+pub mod transform;

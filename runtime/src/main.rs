@@ -7,7 +7,12 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ld_connectord::plugin_host::{Catalog, PluginLibrary};
+use ld_connectord::{
+    local,
+    plugin_host::{Catalog, PluginLibrary},
+    stream::embedded::Durability,
+};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +38,27 @@ enum Command {
         /// Where content-addressed copies of loaded libraries are kept.
         #[arg(long, env = "LD_CONNECTORD_PLUGIN_CACHE")]
         cache_dir: Option<PathBuf>,
+    },
+    /// Run connector instances from config files on this machine, with the embedded
+    /// log and no control plane. Stops on SIGTERM or Ctrl-C.
+    Local {
+        /// Directory holding plugin libraries (`*.so`).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// Directory for local state: the log, offsets and source checkpoints.
+        #[arg(long)]
+        state: PathBuf,
+        /// When the embedded log reaches the disk: `batch` (fsync per batch and commit)
+        /// or an interval such as `100ms`.
+        #[arg(long, default_value = "batch")]
+        durability: String,
+        /// Longest wait for instances to drain at shutdown.
+        #[arg(long, default_value = "10s")]
+        shutdown_timeout: humantime::Duration,
+        /// Instance config files (TOML as for Iggy's connectors, or JSON), each with
+        /// `type` and `key`; the instance key is the file name without extension.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
     },
     /// Load one plugin library and print what it provides; exit non-zero with the reason
     /// when it cannot be loaded.
@@ -74,6 +100,19 @@ fn main() -> ExitCode {
             json,
             cache_dir,
         } => list_plugins(&dir, json, &cache_dir.unwrap_or_else(default_cache_dir)),
+        Command::Local {
+            plugins,
+            state,
+            durability,
+            shutdown_timeout,
+            configs,
+        } => run_local(
+            plugins,
+            state,
+            &durability,
+            shutdown_timeout.into(),
+            configs,
+        ),
         Command::CheckPlugin {
             path,
             json,
@@ -87,6 +126,64 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_durability(text: &str) -> anyhow::Result<Durability> {
+    if text == "batch" {
+        return Ok(Durability::Batch);
+    }
+    humantime::parse_duration(text)
+        .map(Durability::Interval)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--durability: `{text}` is neither `batch` nor an interval like 100ms ({e})"
+            )
+        })
+}
+
+fn run_local(
+    plugin_dir: PathBuf,
+    state_dir: PathBuf,
+    durability: &str,
+    shutdown_timeout: std::time::Duration,
+    configs: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let durability = parse_durability(durability)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        let failed = local::run_local(
+            local::LocalOptions {
+                plugin_dir,
+                state_dir,
+                configs,
+                durability,
+                shutdown_timeout,
+            },
+            shutdown,
+        )
+        .await?;
+        Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// SIGTERM and Ctrl-C cancel `shutdown`.
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 fn list_plugins(dir: &Path, json: bool, cache_dir: &Path) -> anyhow::Result<ExitCode> {

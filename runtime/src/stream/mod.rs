@@ -15,6 +15,8 @@ use async_trait::async_trait;
 mod batch;
 mod codec;
 pub mod embedded;
+#[cfg(feature = "iggy")]
+pub mod iggy;
 
 pub use batch::{Entry, HeaderEntry, MessageBatch, MessageRef};
 

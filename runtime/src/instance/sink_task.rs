@@ -1,0 +1,277 @@
+//! The sink task: read a batch, transform it, hand it to the plugin, and only after the
+//! plugin succeeded commit its offset. The next batch is read while the plugin writes
+//! the current one.
+
+use std::{sync::Arc, time::Duration};
+
+use ld_plugin_api::SinkBatch;
+use tokio_util::sync::CancellationToken;
+
+use super::{pause, Attempts, CallPolicy, InstanceMetrics, Step, TaskError};
+use crate::{
+    config::SinkStream,
+    plugin_host::SinkHandle,
+    stream::{Consumer, Polled, StreamBackend, StreamError, TopicRef},
+    transform::{self, Transform},
+};
+
+/// Everything a sink task needs.
+pub struct SinkTask {
+    /// Instance key (default consumer group: `ld-<key>`).
+    pub instance_key: String,
+    /// Streams and topics to read.
+    pub streams: Vec<SinkStream>,
+    /// Transforms, in order.
+    pub transforms: Vec<Transform>,
+    /// The plugin instance, not yet opened.
+    pub plugin: SinkHandle,
+    /// Where to read from.
+    pub backend: Arc<dyn StreamBackend>,
+    /// Deadlines and retries.
+    pub policy: CallPolicy,
+    /// Counters.
+    pub metrics: Arc<InstanceMetrics>,
+}
+
+struct Reader {
+    topic: TopicRef,
+    consumer: Box<dyn Consumer>,
+    batch_length: u32,
+    poll_interval: Duration,
+}
+
+/// Runs the sink until `shutdown` fires (then finishes the batch in hand, commits it
+/// and closes the plugin) or a failure it cannot retry.
+pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(), TaskError> {
+    let SinkTask {
+        instance_key,
+        streams,
+        transforms,
+        mut plugin,
+        backend,
+        policy,
+        metrics,
+    } = task;
+    let mut attempts = Attempts::new(&policy, "open", &metrics);
+    loop {
+        match attempts.attempt(plugin.open()).await {
+            Step::Done(()) => break,
+            Step::Fail(e) => return Err(e),
+            Step::Retry(delay) => {
+                if !pause(delay, &shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    let mut readers = Vec::new();
+    for s in &streams {
+        let group = s
+            .consumer_group
+            .clone()
+            .unwrap_or_else(|| format!("ld-{instance_key}"));
+        for topic in &s.topics {
+            let topic = TopicRef::new(&s.stream, topic);
+            let consumer = backend.consumer(&topic, &group).await?;
+            readers.push(Reader {
+                topic,
+                consumer,
+                batch_length: s.batch_length,
+                poll_interval: s.poll_interval,
+            });
+        }
+    }
+    if readers.is_empty() {
+        return Err(TaskError::Config("a sink needs at least one topic".into()));
+    }
+
+    let result = consume_loop(
+        &mut readers,
+        &transforms,
+        &mut plugin,
+        &policy,
+        &metrics,
+        &shutdown,
+    )
+    .await;
+    let closed = tokio::time::timeout(policy.call_timeout, plugin.close()).await;
+    match closed {
+        Ok(Err(error)) => tracing::warn!(%error, "close failed"),
+        Err(_) => tracing::warn!("close did not finish in time"),
+        Ok(Ok(())) => {}
+    }
+    result
+}
+
+/// Polls the readers in turn; waits (up to each one's poll interval) only when the last
+/// round found nothing anywhere.
+async fn poll_any(
+    readers: &mut [Reader],
+    next: &mut usize,
+    idle: bool,
+) -> Result<Option<(usize, Polled)>, StreamError> {
+    let n = readers.len();
+    for i in 0..n {
+        let idx = (*next + i) % n;
+        let r = &mut readers[idx];
+        // With one reader, wait on it; with several, only wait after an idle round.
+        let wait = if n == 1 || idle {
+            r.poll_interval
+        } else {
+            Duration::ZERO
+        };
+        let polled = r.consumer.poll(r.batch_length, wait).await?;
+        if !polled.batch.is_empty() {
+            *next = (idx + 1) % n;
+            return Ok(Some((idx, polled)));
+        }
+    }
+    Ok(None)
+}
+
+async fn consume_loop(
+    readers: &mut [Reader],
+    transforms: &[Transform],
+    plugin: &mut SinkHandle,
+    policy: &CallPolicy,
+    metrics: &InstanceMetrics,
+    shutdown: &CancellationToken,
+) -> Result<(), TaskError> {
+    let mut next = 0;
+    let mut idle = false;
+    let mut pending: Option<(usize, Polled)> = None;
+    loop {
+        let (idx, polled) = match pending.take() {
+            Some(p) => p,
+            None => {
+                let polled = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(()),
+                    polled = poll_any(readers, &mut next, idle) => polled?,
+                };
+                match polled {
+                    Some(p) => {
+                        idle = false;
+                        p
+                    }
+                    None => {
+                        idle = true;
+                        continue;
+                    }
+                }
+            }
+        };
+        let topic = readers[idx].topic.clone();
+        let partition = polled.partition;
+        let next_offset = polled.batch.last_offset().map_or(0, |o| o + 1);
+
+        // Deliver this batch while reading the next one from the same reader.
+        let deliver = deliver(
+            &topic, polled, transforms, plugin, policy, metrics, shutdown,
+        );
+        let reader = &mut readers[idx];
+        let prefetch = async {
+            if shutdown.is_cancelled() {
+                return Ok(Polled::default());
+            }
+            reader
+                .consumer
+                .poll(reader.batch_length, Duration::ZERO)
+                .await
+        };
+        let (delivered, prefetched) = tokio::join!(deliver, prefetch);
+        match delivered? {
+            // Abandoned on shutdown before the plugin succeeded: not committed, so the
+            // batch comes again after a restart.
+            false => return Ok(()),
+            true => {
+                commit(
+                    &mut *readers[idx].consumer,
+                    partition,
+                    next_offset,
+                    policy,
+                    shutdown,
+                )
+                .await?
+            }
+        }
+        let prefetched = prefetched?;
+        if !prefetched.batch.is_empty() {
+            pending = Some((idx, prefetched));
+        }
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Transforms and hands one batch to the plugin; `Ok(false)` when abandoned at shutdown.
+async fn deliver(
+    topic: &TopicRef,
+    polled: Polled,
+    transforms: &[Transform],
+    plugin: &mut SinkHandle,
+    policy: &CallPolicy,
+    metrics: &InstanceMetrics,
+    shutdown: &CancellationToken,
+) -> Result<bool, TaskError> {
+    let before = polled.batch.len();
+    let batch = transform::apply(transforms, polled.batch)?;
+    let dropped = before - batch.len();
+    if dropped > 0 {
+        metrics
+            .filtered
+            .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    if batch.is_empty() {
+        // Everything was filtered out: nothing to write, the offset still moves on.
+        return Ok(true);
+    }
+    let mut headers = Vec::new();
+    batch.header_views(&mut headers);
+    let mut views = Vec::with_capacity(batch.len());
+    batch.message_views(&headers, &mut views);
+    let payload_bytes: usize = batch.entries.iter().map(|e| e.payload_len as usize).sum();
+    let mut attempts = Attempts::new(policy, "consume", metrics);
+    loop {
+        let view = SinkBatch::new(&topic.stream, &topic.topic, polled.partition, &views);
+        match attempts.attempt(plugin.consume(view)).await {
+            Step::Done(()) => break,
+            Step::Fail(e) => return Err(e),
+            Step::Retry(delay) => {
+                if !pause(delay, shutdown).await {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    metrics.delivered(batch.len(), payload_bytes);
+    Ok(true)
+}
+
+async fn commit(
+    consumer: &mut dyn Consumer,
+    partition: u32,
+    next_offset: u64,
+    policy: &CallPolicy,
+    shutdown: &CancellationToken,
+) -> Result<(), TaskError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match consumer.commit(partition, next_offset).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.is_transient()
+                    && attempt < policy.retry.max_attempts
+                    && !shutdown.is_cancelled() =>
+            {
+                let delay = policy.retry.delay(attempt);
+                tracing::warn!(error = %e, attempt, "offset commit failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

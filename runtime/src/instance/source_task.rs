@@ -1,0 +1,303 @@
+//! The source task: poll the plugin, transform, append to the topic(s), then save the
+//! plugin's new state, then tell the plugin the batch is committed.
+//!
+//! Appending runs on a companion task while the plugin is polled for the next batch; the
+//! channel between them holds one batch, so a source never runs more than one batch
+//! ahead of the stream.
+
+use std::{sync::Arc, time::Duration};
+
+use ld_plugin_api::RawSourceBatch;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{pause, Attempts, CallPolicy, InstanceMetrics, Step, TaskError};
+use crate::{
+    config::SourceStream,
+    plugin_host::SourceHandle,
+    state::StateStore,
+    stream::{embedded::now_micros, MessageBatch, Producer, StreamBackend, TopicRef},
+    transform::{self, Transform},
+};
+
+/// Everything a source task needs.
+pub struct SourceTask {
+    /// Instance key (the key of its saved state).
+    pub instance_key: String,
+    /// Topics written; each batch goes to every one, in order.
+    pub streams: Vec<SourceStream>,
+    /// Transforms, in order.
+    pub transforms: Vec<Transform>,
+    /// The plugin instance (built with the last saved state), not yet opened.
+    pub plugin: SourceHandle,
+    /// Where to append.
+    pub backend: Arc<dyn StreamBackend>,
+    /// Where checkpoints are saved.
+    pub state: StateStore,
+    /// Deadlines and retries.
+    pub policy: CallPolicy,
+    /// Counters.
+    pub metrics: Arc<InstanceMetrics>,
+}
+
+struct Job {
+    seq: u64,
+    batch: MessageBatch,
+    state: Option<Vec<u8>>,
+}
+
+/// Converts a plugin batch into a stored batch: ids assigned where the plugin left 0,
+/// timestamps where it left 0.
+fn to_message_batch(raw: &RawSourceBatch) -> MessageBatch {
+    let now = now_micros();
+    let mut batch = MessageBatch::with_capacity(raw.len(), raw.byte_len());
+    for m in raw.iter() {
+        let id = match m.id() {
+            0 => uuid::Uuid::now_v7().as_u128(),
+            id => id,
+        };
+        let ts = match m.timestamp_micros() {
+            0 => now,
+            ts => ts,
+        };
+        batch.push(id, 0, ts, m.schema(), m.headers(), m.payload());
+    }
+    batch
+}
+
+/// Runs the source until `shutdown` fires (then stops polling, lets the batch being
+/// appended finish, and closes the plugin) or a failure it cannot retry.
+pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result<(), TaskError> {
+    let SourceTask {
+        instance_key,
+        streams,
+        transforms,
+        mut plugin,
+        backend,
+        state,
+        policy,
+        metrics,
+    } = task;
+    if streams.is_empty() {
+        return Err(TaskError::Config(
+            "a source needs at least one topic".into(),
+        ));
+    }
+    let mut producers: Vec<(TopicRef, Box<dyn Producer>)> = Vec::new();
+    for s in &streams {
+        let topic = TopicRef::new(&s.stream, &s.topic);
+        let producer = backend.producer(&topic).await?;
+        producers.push((topic, producer));
+    }
+    let mut attempts = Attempts::new(&policy, "open", &metrics);
+    loop {
+        match attempts.attempt(plugin.open()).await {
+            Step::Done(()) => break,
+            Step::Fail(e) => return Err(e),
+            Step::Retry(delay) => {
+                if !pause(delay, &shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    let (jobs, job_rx) = mpsc::channel::<Job>(1);
+    let (done_tx, mut done) = mpsc::unbounded_channel::<Result<u64, TaskError>>();
+    let appender = tokio::spawn(append_loop(
+        job_rx,
+        done_tx,
+        producers,
+        state,
+        instance_key.clone(),
+        metrics.clone(),
+    ));
+
+    let result = poll_loop(
+        &mut plugin,
+        &transforms,
+        &jobs,
+        &mut done,
+        &policy,
+        &metrics,
+        &shutdown,
+    )
+    .await;
+    // Let the appender finish what it holds, then acknowledge it to the plugin.
+    drop(jobs);
+    let appended = appender.await;
+    let mut final_result = result;
+    while let Ok(done) = done.try_recv() {
+        match done {
+            Ok(seq) => {
+                if let Err(error) = plugin.committed(seq).await {
+                    tracing::warn!(%error, seq, "committed notification failed");
+                }
+            }
+            Err(e) => {
+                if final_result.is_ok() {
+                    final_result = Err(e);
+                }
+            }
+        }
+    }
+    if let Err(join) = appended {
+        tracing::error!(error = %join, "appender task failed");
+    }
+    match tokio::time::timeout(policy.call_timeout, plugin.close()).await {
+        Ok(Err(error)) => tracing::warn!(%error, "close failed"),
+        Err(_) => tracing::warn!("close did not finish in time"),
+        Ok(Ok(())) => {}
+    }
+    final_result
+}
+
+async fn poll_loop(
+    plugin: &mut SourceHandle,
+    transforms: &[Transform],
+    jobs: &mpsc::Sender<Job>,
+    done: &mut mpsc::UnboundedReceiver<Result<u64, TaskError>>,
+    policy: &CallPolicy,
+    metrics: &InstanceMetrics,
+    shutdown: &CancellationToken,
+) -> Result<(), TaskError> {
+    let mut seq = 0u64;
+    let mut committed: Vec<u64> = Vec::new();
+    let mut failures = 0u32;
+    loop {
+        for s in committed.drain(..) {
+            if let Err(error) = plugin.committed(s).await {
+                metrics.error();
+                tracing::warn!(%error, seq = s, "committed notification failed");
+            }
+        }
+        // Poll, keeping an eye on the appender: a failed append stops the task, and
+        // finished appends are acknowledged once the poll is over.
+        let polled = {
+            let poll = tokio::time::timeout(policy.call_timeout, plugin.poll());
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(()),
+                    Some(result) = done.recv() => committed.push(result?),
+                    polled = &mut poll => break polled,
+                }
+            }
+        };
+        let raw = match polled {
+            Err(_) => {
+                metrics.error();
+                return Err(TaskError::Timeout {
+                    call: "poll",
+                    after: policy.call_timeout,
+                });
+            }
+            Ok(Err(error)) => {
+                metrics.error();
+                failures += 1;
+                if !error.is_retryable() || failures >= policy.retry.max_attempts {
+                    return Err(TaskError::Plugin {
+                        call: "poll",
+                        error,
+                    });
+                }
+                let delay = policy.retry.delay(failures);
+                tracing::warn!(%error, attempt = failures, retry_in = ?delay, "poll failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
+            Ok(Ok(raw)) => raw,
+        };
+        failures = 0;
+        let mut raw = raw;
+        let state = raw.take_state();
+        if raw.is_empty() && state.is_none() {
+            continue;
+        }
+        let before = raw.len();
+        let batch = transform::apply(transforms, to_message_batch(&raw))?;
+        drop(raw);
+        metrics.filtered.fetch_add(
+            (before - batch.len()) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        seq += 1;
+        let job = Job { seq, batch, state };
+        // Wait for room (the appender holds at most one batch), acknowledging finished
+        // appends meanwhile. At shutdown the batch is dropped unappended; its state was
+        // not saved, so the source produces it again after a restart.
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(result) = done.recv() => committed.push(result?),
+                permit = jobs.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(job);
+                        break;
+                    }
+                    Err(_) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+async fn append_loop(
+    mut jobs: mpsc::Receiver<Job>,
+    done: mpsc::UnboundedSender<Result<u64, TaskError>>,
+    mut producers: Vec<(TopicRef, Box<dyn Producer>)>,
+    state: StateStore,
+    instance_key: String,
+    metrics: Arc<InstanceMetrics>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let result = append_one(&job, &mut producers, &state, &instance_key, &metrics).await;
+        let failed = result.is_err();
+        let _ = done.send(result.map(|()| job.seq));
+        if failed {
+            return;
+        }
+    }
+}
+
+async fn append_one(
+    job: &Job,
+    producers: &mut [(TopicRef, Box<dyn Producer>)],
+    state: &StateStore,
+    instance_key: &str,
+    metrics: &InstanceMetrics,
+) -> Result<(), TaskError> {
+    if !job.batch.is_empty() {
+        for (topic, producer) in producers.iter_mut() {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match producer.append(&job.batch).await {
+                    Ok(_) => break,
+                    Err(e) if e.is_transient() && attempt < 10 => {
+                        metrics.error();
+                        tracing::warn!(error = %e, %topic, attempt, "append failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let bytes: usize = job
+            .batch
+            .entries
+            .iter()
+            .map(|e| e.payload_len as usize)
+            .sum();
+        metrics.delivered(job.batch.len(), bytes);
+    }
+    // Only now is the batch in the stream: the checkpoint may move past it.
+    if let Some(s) = &job.state {
+        state.save_source_state(instance_key, s).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Starting one instance: find its plugin, check its config, build the plugin instance
+//! (a source with its last saved state) and spawn its task inside a span that names it.
+
+use std::sync::Arc;
+
+use ld_plugin_api::ffi::ConnectorType;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{run_sink, run_source, CallPolicy, InstanceMetrics, SinkTask, SourceTask, TaskError};
+use crate::{
+    config::{InstanceConfig, Streams},
+    plugin_host::Catalog,
+    state::StateStore,
+    stream::StreamBackend,
+};
+
+/// What the instance tasks of a node share.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// Loaded plugins.
+    pub catalog: Arc<Catalog>,
+    /// The stream backend.
+    pub backend: Arc<dyn StreamBackend>,
+    /// Local state.
+    pub state: StateStore,
+    /// Deadlines and retries of plugin calls.
+    pub policy: CallPolicy,
+}
+
+/// Which instance to start.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Unique key within the deployment.
+    pub instance_key: String,
+    /// Connector key, e.g. `postgres`.
+    pub connector_key: String,
+    /// Source or sink.
+    pub connector_type: ConnectorType,
+    /// The parsed config.
+    pub config: InstanceConfig,
+}
+
+/// A started instance.
+pub struct RunningInstance {
+    /// Its counters.
+    pub metrics: Arc<InstanceMetrics>,
+    /// Fires to stop it.
+    pub stop: CancellationToken,
+    /// Its task; ends with the reason when it failed.
+    pub task: JoinHandle<Result<(), TaskError>>,
+}
+
+/// Why an instance could not be started; the message is for the instance's status.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No installed plugin provides the connector.
+    #[error("no plugin provides connector `{key}` ({side}) on this node")]
+    NoPlugin {
+        /// Connector key.
+        key: String,
+        /// `source` or `sink`.
+        side: &'static str,
+    },
+    /// The plugin refused the instance (bad `plugin_config`, or its constructor failed).
+    #[error("{0}")]
+    Plugin(ld_plugin_api::PluginError),
+    /// Local state could not be read.
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+}
+
+/// Builds the plugin instance and spawns the task.
+pub async fn start_instance(
+    ctx: &TaskContext,
+    spec: &InstanceSpec,
+) -> Result<RunningInstance, StartError> {
+    let side = spec.connector_type;
+    let library = ctx
+        .catalog
+        .get(&spec.connector_key, side)
+        .ok_or_else(|| StartError::NoPlugin {
+            key: spec.connector_key.clone(),
+            side: side.as_str(),
+        })?
+        .clone();
+    let plugin_config = spec.config.plugin_config.to_string();
+    let metrics = Arc::new(InstanceMetrics::default());
+    let stop = CancellationToken::new();
+    let span = tracing::info_span!(
+        "instance",
+        key = %spec.instance_key,
+        connector = %spec.connector_key,
+        side = side.as_str()
+    );
+    let task = match (&spec.config.streams, side) {
+        (Streams::Sink(streams), ConnectorType::Sink) => {
+            let plugin = library
+                .new_sink(&spec.instance_key, &plugin_config)
+                .await
+                .map_err(StartError::Plugin)?;
+            let task = SinkTask {
+                instance_key: spec.instance_key.clone(),
+                streams: streams.clone(),
+                transforms: spec.config.transforms.clone(),
+                plugin,
+                backend: ctx.backend.clone(),
+                policy: ctx.policy,
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(run_sink(task, stop.clone()).instrument(span))
+        }
+        (Streams::Source(streams), ConnectorType::Source) => {
+            let saved = ctx.state.source_state(&spec.instance_key)?;
+            let plugin = library
+                .new_source(&spec.instance_key, &plugin_config, saved)
+                .await
+                .map_err(StartError::Plugin)?;
+            let task = SourceTask {
+                instance_key: spec.instance_key.clone(),
+                streams: streams.clone(),
+                transforms: spec.config.transforms.clone(),
+                plugin,
+                backend: ctx.backend.clone(),
+                state: ctx.state.clone(),
+                policy: ctx.policy,
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(run_source(task, stop.clone()).instrument(span))
+        }
+        _ => unreachable!("a config is parsed for the side of its instance"),
+    };
+    Ok(RunningInstance {
+        metrics,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,71 @@
+//! Local state of the daemon in `sled`, behind a small interface so the store can be
+//! replaced: source checkpoints here; the embedded log's data lives in the same database
+//! so that a checkpoint saved after its batch is never recovered without it.
+
+use std::path::Path;
+
+/// Errors of the local state store.
+#[derive(Debug, thiserror::Error)]
+#[error("local state store: {0}")]
+pub struct StateError(#[from] sled::Error);
+
+/// The daemon's local state.
+#[derive(Clone)]
+pub struct StateStore {
+    db: sled::Db,
+    source_state: sled::Tree,
+    flush_each_write: bool,
+}
+
+impl StateStore {
+    /// Opens (or creates) the store in `dir`. With `flush_each_write`, every save is
+    /// fsynced before it returns.
+    pub fn open(dir: &Path, flush_each_write: bool) -> Result<Self, StateError> {
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        Self::with_db(db, flush_each_write)
+    }
+
+    /// Uses an open database.
+    pub fn with_db(db: sled::Db, flush_each_write: bool) -> Result<Self, StateError> {
+        Ok(Self {
+            source_state: db.open_tree("state/source")?,
+            db,
+            flush_each_write,
+        })
+    }
+
+    /// The underlying database (shared with the embedded log).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The last saved checkpoint of a source instance.
+    pub fn source_state(&self, instance_key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.source_state.get(instance_key)?.map(|v| v.to_vec()))
+    }
+
+    /// Saves a source checkpoint.
+    pub async fn save_source_state(
+        &self,
+        instance_key: &str,
+        state: &[u8],
+    ) -> Result<(), StateError> {
+        self.source_state.insert(instance_key, state)?;
+        if self.flush_each_write {
+            self.db.flush_async().await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets everything kept for an instance (it was deleted).
+    pub fn forget_instance(&self, instance_key: &str) -> Result<(), StateError> {
+        self.source_state.remove(instance_key)?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,784 @@
+//! The `iggy` stream backend: a real Apache Iggy server through the official client
+//! (`iggy` 0.11.0-edge.4, the client of the 0.9.0-edge servers), over TCP.
+//!
+//! # Mapping
+//!
+//! - A [`TopicRef`] is an Iggy stream and topic, both addressed by name. With
+//!   [`IggyConfig::create_missing`] a missing stream or topic is created (topics with
+//!   [`IggyConfig::partitions`] partitions); without it, [`StreamError::NoSuchTopic`].
+//! - Every producer and every consumer has its own connection (a consumer is one member
+//!   of its Iggy consumer group; the server splits the partitions among members).
+//! - **Partitioning**: a producer writes each batch, in one `send_messages` call, to one
+//!   partition chosen round-robin per batch among the topic's partitions (explicit
+//!   partition ids, so the partition of a batch is always known).
+//! - **Offsets on append**: taken from the server's commit confirmation
+//!   (`base_offset`, the last one being `base_offset + n - 1`). A server that sends no
+//!   confirmation is handled by reading the partition's current offset right after the
+//!   send: exact with one producer per partition, approximate under concurrent producers
+//!   (logged at debug level).
+//! - **Messages**: payload bytes are sent as they are; the message id is carried; the
+//!   origin timestamp is the entry's timestamp when not zero. The schema goes in the
+//!   user header `ld-schema` (u8: 0 json, 1 raw, 2 text). Iggy refuses an empty payload,
+//!   so an empty payload is sent as one zero byte plus the header `ld-empty-payload`.
+//!   Other headers become Iggy user headers (raw values; keys 1..=255 bytes, values at
+//!   most 255 bytes, else the append fails). Iggy headers are a map: a repeated key keeps
+//!   its last value, and headers are read back sorted by key. An empty value is stored
+//!   as a `bool` header (Iggy forbids empty values) and read back as empty.
+//!   Messages written by other producers (no `ld-schema` header) read as
+//!   [`Schema::Raw`], with raw/string headers as their bytes and typed headers as text.
+//! - **Reading**: a consumer joins (creating it when allowed) the consumer group, asks
+//!   the server which partitions it owns, and starts each at the group's stored offset
+//!   + 1 (Iggy stores the last processed offset), or 0 when none is stored. It polls
+//!   with explicit offsets from its own in-memory position and never auto-commits; a
+//!   `poll` with nothing to read retries every [`IggyConfig::poll_interval`] until
+//!   `wait` ran out (the server has no push). After a rebalance or a reconnect it
+//!   re-joins / re-syncs its assignment, and a newly owned partition starts again at the
+//!   committed offset.
+//! - **Commit**: `commit(p, next)` stores `next - 1` for the group (nothing to store
+//!   when `next` is 0).
+//! - **Errors**: connection failures are [`StreamError::Unavailable`], the rest
+//!   [`StreamError::Backend`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use iggy::prelude::{
+    AutoLogin, Client, Consumer as IggyGroupConsumer, ConsumerGroupClient, ConsumerOffsetClient,
+    Credentials, HeaderKey, HeaderKind, HeaderValue, Identifier, IggyClient, IggyDuration,
+    IggyError, IggyMessage, MessageClient, Partitioning, PolledMessages, PollingStrategy,
+    StreamClient, TopicClient, TopicCreateOptions, TopicDetails,
+};
+use iggy_binary_protocol::codes::SYNC_CONSUMER_GROUP_CODE;
+use iggy_binary_protocol::requests::consumer_groups::SyncConsumerGroupRequest;
+use iggy_binary_protocol::responses::consumer_groups::SyncConsumerGroupResponse;
+use iggy_binary_protocol::{WireDecode, WireEncode};
+use iggy_common::wire_conversions::identifier_to_wire;
+use ld_plugin_api::Schema;
+use tracing::{debug, info, warn};
+
+use super::{
+    Appended, Consumer, MessageBatch, Polled, Producer, StreamBackend, StreamError, TopicRef,
+};
+
+/// User header carrying the payload schema (u8).
+pub const SCHEMA_HEADER: &str = "ld-schema";
+/// User header marking a message whose payload is empty (sent as one zero byte).
+pub const EMPTY_PAYLOAD_HEADER: &str = "ld-empty-payload";
+
+/// Where and how to reach the Iggy server.
+#[derive(Debug, Clone)]
+pub struct IggyConfig {
+    /// TCP address, `host:port`.
+    pub address: String,
+    /// User to log in as.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Create streams and topics (and consumer groups) that do not exist yet.
+    pub create_missing: bool,
+    /// Partitions of the topics this backend creates.
+    pub partitions: u32,
+    /// Pause between two polls that found nothing, while `poll` waits.
+    pub poll_interval: Duration,
+    /// How often the client retries to (re)connect before a call fails as
+    /// [`StreamError::Unavailable`].
+    pub reconnect_retries: u32,
+    /// Pause between two connection attempts.
+    pub reconnect_interval: Duration,
+}
+
+impl Default for IggyConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:8090".into(),
+            username: "iggy".into(),
+            password: "iggy".into(),
+            create_missing: true,
+            partitions: 1,
+            poll_interval: Duration::from_millis(20),
+            reconnect_retries: 3,
+            reconnect_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The Iggy stream backend. Cheap to create: connections are opened per producer and
+/// per consumer.
+#[derive(Debug, Clone)]
+pub struct IggyBackend {
+    config: Arc<IggyConfig>,
+}
+
+impl IggyBackend {
+    /// A backend for `config`. Connects lazily.
+    pub fn new(config: IggyConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &IggyConfig {
+        &self.config
+    }
+
+    /// A new connection, logged in.
+    async fn connect(&self) -> Result<Arc<IggyClient>, StreamError> {
+        let c = &self.config;
+        let client = IggyClient::builder()
+            .with_tcp()
+            .with_server_address(c.address.clone())
+            .with_auto_sign_in(AutoLogin::Enabled(Credentials::UsernamePassword(
+                c.username.clone(),
+                secrecy::SecretString::from(c.password.clone()),
+            )))
+            .with_reconnection_max_retries(Some(c.reconnect_retries))
+            .with_reconnection_interval(IggyDuration::from(c.reconnect_interval))
+            .build()
+            .map_err(|e| map_err("building the iggy client", e))?;
+        client
+            .connect()
+            .await
+            .map_err(|e| map_err(&format!("connecting to iggy at {}", c.address), e))?;
+        debug!(address = %c.address, "connected to iggy");
+        Ok(Arc::new(client))
+    }
+
+    /// Makes sure the stream and topic exist (creating them when allowed).
+    async fn ensure_topic(
+        &self,
+        client: &IggyClient,
+        topic: &TopicRef,
+        ids: &Ids,
+    ) -> Result<TopicDetails, StreamError> {
+        let create = self.config.create_missing;
+        let stream = match client.get_stream(&ids.stream).await {
+            Ok(s) => s,
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(map_err("reading the stream", e)),
+        };
+        if stream.is_none() {
+            if !create {
+                return Err(StreamError::NoSuchTopic(topic.clone()));
+            }
+            match client.create_stream(&topic.stream).await {
+                Ok(_) => info!(stream = %topic.stream, "created iggy stream"),
+                Err(e) if is_already_exists(&e) => {}
+                Err(e) => return Err(map_err("creating the stream", e)),
+            }
+        }
+        match client.get_topic(&ids.stream, &ids.topic).await {
+            Ok(Some(details)) => return Ok(details),
+            Ok(None) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(map_err("reading the topic", e)),
+        }
+        if !create {
+            return Err(StreamError::NoSuchTopic(topic.clone()));
+        }
+        let options = TopicCreateOptions {
+            partitions_count: Some(self.config.partitions.max(1)),
+            ..Default::default()
+        };
+        match client
+            .create_topic(&ids.stream, &topic.topic, &options)
+            .await
+        {
+            Ok(details) => {
+                info!(topic = %topic, partitions = details.partitions_count, "created iggy topic");
+                if !details.partitions.is_empty() {
+                    return Ok(details);
+                }
+            }
+            Err(e) if is_already_exists(&e) => {}
+            Err(e) => return Err(map_err("creating the topic", e)),
+        }
+        client
+            .get_topic(&ids.stream, &ids.topic)
+            .await
+            .map_err(|e| map_err("reading the topic", e))?
+            .ok_or_else(|| StreamError::NoSuchTopic(topic.clone()))
+    }
+}
+
+/// Name identifiers of a topic.
+#[derive(Debug, Clone)]
+struct Ids {
+    stream: Identifier,
+    topic: Identifier,
+}
+
+impl Ids {
+    fn of(topic: &TopicRef) -> Result<Self, StreamError> {
+        Ok(Self {
+            stream: named(&topic.stream)?,
+            topic: named(&topic.topic)?,
+        })
+    }
+}
+
+fn named(name: &str) -> Result<Identifier, StreamError> {
+    Identifier::named(name)
+        .map_err(|e| StreamError::Backend(format!("invalid iggy name {name:?}: {e}")))
+}
+
+/// Partition ids of a topic, sorted.
+fn partition_ids(details: &TopicDetails) -> Vec<u32> {
+    let mut ids: Vec<u32> = details.partitions.iter().map(|p| p.id).collect();
+    if ids.is_empty() {
+        // The server did not list them: Iggy numbers partitions from 0.
+        ids = (0..details.partitions_count).collect();
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[async_trait]
+impl StreamBackend for IggyBackend {
+    fn name(&self) -> &'static str {
+        "iggy"
+    }
+
+    async fn producer(&self, topic: &TopicRef) -> Result<Box<dyn Producer>, StreamError> {
+        let ids = Ids::of(topic)?;
+        let client = self.connect().await?;
+        let details = self.ensure_topic(&client, topic, &ids).await?;
+        let partitions = partition_ids(&details);
+        if partitions.is_empty() {
+            return Err(StreamError::Backend(format!(
+                "iggy topic {topic} has no partition"
+            )));
+        }
+        Ok(Box::new(IggyProducer {
+            client,
+            topic: topic.clone(),
+            ids,
+            partitions,
+            next: 0,
+        }))
+    }
+
+    async fn consumer(
+        &self,
+        topic: &TopicRef,
+        group: &str,
+    ) -> Result<Box<dyn Consumer>, StreamError> {
+        let ids = Ids::of(topic)?;
+        let group_id = named(group)?;
+        let client = self.connect().await?;
+        self.ensure_topic(&client, topic, &ids).await?;
+        match client
+            .get_consumer_group(&ids.stream, &ids.topic, &group_id)
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => create_group(&client, topic, &ids, group).await?,
+            Err(e) if is_not_found(&e) => create_group(&client, topic, &ids, group).await?,
+            Err(e) => return Err(map_err("reading the consumer group", e)),
+        }
+        let mut consumer = IggyConsumer {
+            client,
+            topic: topic.clone(),
+            ids,
+            group: IggyGroupConsumer::group(group_id),
+            assigned: Vec::new(),
+            cursor: 0,
+            positions: HashMap::new(),
+            poll_interval: self.config.poll_interval,
+        };
+        consumer.join().await?;
+        consumer.sync().await?;
+        info!(topic = %topic, group, partitions = ?consumer.assigned, "joined iggy consumer group");
+        Ok(Box::new(consumer))
+    }
+}
+
+async fn create_group(
+    client: &IggyClient,
+    topic: &TopicRef,
+    ids: &Ids,
+    group: &str,
+) -> Result<(), StreamError> {
+    match client
+        .create_consumer_group(&ids.stream, &ids.topic, group)
+        .await
+    {
+        Ok(_) => {
+            info!(topic = %topic, group, "created iggy consumer group");
+            Ok(())
+        }
+        Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e) => Err(map_err("creating the consumer group", e)),
+    }
+}
+
+/// Appends to one topic through its own connection.
+struct IggyProducer {
+    client: Arc<IggyClient>,
+    topic: TopicRef,
+    ids: Ids,
+    partitions: Vec<u32>,
+    next: usize,
+}
+
+#[async_trait]
+impl Producer for IggyProducer {
+    async fn append(&mut self, batch: &MessageBatch) -> Result<Appended, StreamError> {
+        if batch.is_empty() {
+            return Err(StreamError::Backend("cannot append an empty batch".into()));
+        }
+        let partition = self.partitions[self.next % self.partitions.len()];
+        self.next = self.next.wrapping_add(1);
+        let mut messages = to_iggy_messages(batch)?;
+        let count = messages.len() as u64;
+        let response = self
+            .client
+            .send_messages(
+                &self.ids.stream,
+                &self.ids.topic,
+                &Partitioning::partition_id(partition),
+                &mut messages,
+            )
+            .await
+            .map_err(|e| map_err("sending messages", e))?;
+        if let Some(c) = response
+            .confirmations
+            .iter()
+            .find(|c| c.partition_id == partition)
+            .or(response.confirmations.first())
+        {
+            return Ok(Appended {
+                partition: c.partition_id,
+                first_offset: c.base_offset,
+                last_offset: c.base_offset + count - 1,
+            });
+        }
+        // No confirmation: the partition's current offset is the last message written
+        // (exact unless another producer wrote to this partition meanwhile).
+        let details = self
+            .client
+            .get_topic(&self.ids.stream, &self.ids.topic)
+            .await
+            .map_err(|e| map_err("reading the topic after a send", e))?
+            .ok_or_else(|| StreamError::NoSuchTopic(self.topic.clone()))?;
+        let last = details
+            .partitions
+            .iter()
+            .find(|p| p.id == partition)
+            .map(|p| p.current_offset)
+            .ok_or_else(|| {
+                StreamError::Backend(format!("partition {partition} of {} is gone", self.topic))
+            })?;
+        debug!(topic = %self.topic, partition, last, "no send confirmation; offsets from the partition");
+        Ok(Appended {
+            partition,
+            first_offset: (last + 1).saturating_sub(count),
+            last_offset: last,
+        })
+    }
+}
+
+fn schema_code(schema: Schema) -> u8 {
+    match schema {
+        Schema::Json => 0,
+        Schema::Raw => 1,
+        Schema::Text => 2,
+    }
+}
+
+fn schema_of(code: u8) -> Schema {
+    match code {
+        0 => Schema::Json,
+        2 => Schema::Text,
+        _ => Schema::Raw,
+    }
+}
+
+fn header_key(key: &str) -> Result<HeaderKey, StreamError> {
+    HeaderKey::try_from(key).map_err(|_| {
+        StreamError::Backend(format!(
+            "iggy header key {key:?} must be 1 to 255 bytes long"
+        ))
+    })
+}
+
+/// The batch as Iggy messages (see the module docs for the mapping).
+fn to_iggy_messages(batch: &MessageBatch) -> Result<Vec<IggyMessage>, StreamError> {
+    let schema_key = header_key(SCHEMA_HEADER)?;
+    let empty_key = header_key(EMPTY_PAYLOAD_HEADER)?;
+    let mut messages = Vec::with_capacity(batch.len());
+    for m in batch.iter() {
+        let e = m.entry();
+        let mut headers = BTreeMap::new();
+        for (key, value) in m.headers() {
+            let k = header_key(key)?;
+            let v = if value.is_empty() {
+                HeaderValue::from(false)
+            } else {
+                HeaderValue::try_from(value).map_err(|_| {
+                    StreamError::Backend(format!(
+                        "iggy header {key:?} has a {} byte value; iggy allows at most 255",
+                        value.len()
+                    ))
+                })?
+            };
+            if headers.insert(k, v).is_some() {
+                warn!(key, "repeated header key: iggy keeps the last value");
+            }
+        }
+        headers.insert(schema_key.clone(), HeaderValue::from(schema_code(e.schema)));
+        let payload = if m.payload().is_empty() {
+            headers.insert(empty_key.clone(), HeaderValue::from(true));
+            Bytes::from_static(&[0])
+        } else {
+            Bytes::copy_from_slice(m.payload())
+        };
+        let mut message = IggyMessage::builder()
+            .id(e.id)
+            .payload(payload)
+            .user_headers(headers)
+            .build()
+            .map_err(|err| map_err("building a message", err))?;
+        if e.timestamp_micros != 0 {
+            message.header.origin_timestamp = e.timestamp_micros;
+        }
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// Appends polled messages at or after `from` to `batch`; returns the next offset.
+fn push_polled(
+    batch: &mut MessageBatch,
+    polled: &PolledMessages,
+    from: u64,
+) -> Result<Option<u64>, StreamError> {
+    let mut next = None;
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    for message in &polled.messages {
+        let h = &message.header;
+        if h.offset < from {
+            continue;
+        }
+        headers.clear();
+        let mut schema = None;
+        let mut empty_payload = false;
+        let map = message
+            .user_headers_map()
+            .map_err(|e| StreamError::Corrupt(format!("iggy user headers: {e}")))?;
+        if let Some(map) = &map {
+            let ours = map.keys().any(|k| k.as_bytes() == SCHEMA_HEADER.as_bytes());
+            for (k, v) in map {
+                let key = String::from_utf8_lossy(k.as_bytes());
+                match key.as_ref() {
+                    SCHEMA_HEADER => schema = v.as_uint8().ok().map(schema_of),
+                    EMPTY_PAYLOAD_HEADER => empty_payload = v.as_bool().unwrap_or(false),
+                    _ => {
+                        let value = match v.kind() {
+                            HeaderKind::Raw | HeaderKind::String => v.as_bytes().to_vec(),
+                            HeaderKind::Bool if ours => Vec::new(),
+                            _ => v.to_string_value().into_bytes(),
+                        };
+                        headers.push((key.into_owned(), value));
+                    }
+                }
+            }
+        }
+        let payload: &[u8] = if empty_payload { &[] } else { &message.payload };
+        batch.push(
+            h.id,
+            h.offset,
+            h.timestamp,
+            schema.unwrap_or(Schema::Raw),
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            payload,
+        );
+        next = Some(h.offset + 1);
+    }
+    Ok(next)
+}
+
+/// One member of an Iggy consumer group, with its own connection.
+struct IggyConsumer {
+    client: Arc<IggyClient>,
+    topic: TopicRef,
+    ids: Ids,
+    group: IggyGroupConsumer,
+    /// Partitions the server assigned to this member.
+    assigned: Vec<u32>,
+    /// Next partition to try first.
+    cursor: usize,
+    /// Next offset to read, per assigned partition (ahead of the committed one).
+    positions: HashMap<u32, u64>,
+    poll_interval: Duration,
+}
+
+impl IggyConsumer {
+    async fn join(&self) -> Result<(), StreamError> {
+        match self
+            .client
+            .join_consumer_group(&self.ids.stream, &self.ids.topic, &self.group.id)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_already_exists(&e) => Ok(()),
+            Err(e) => Err(map_err("joining the consumer group", e)),
+        }
+    }
+
+    /// Asks the server which partitions this member owns; re-joins when it is no
+    /// longer a member (after a reconnect the server sees a new client).
+    async fn sync(&mut self) -> Result<(), StreamError> {
+        for attempt in 0..2 {
+            let request = SyncConsumerGroupRequest {
+                stream_id: wire_id(&self.ids.stream)?,
+                topic_id: wire_id(&self.ids.topic)?,
+                group_id: wire_id(&self.group.id)?,
+            };
+            let response = self
+                .client
+                .send_binary_request(SYNC_CONSUMER_GROUP_CODE, request.to_bytes())
+                .await
+                .map_err(|e| map_err("syncing the consumer group", e))?;
+            if response.is_empty() {
+                // Not a member.
+                if attempt == 0 {
+                    debug!(topic = %self.topic, "not a group member (any more): joining");
+                    self.join().await?;
+                    continue;
+                }
+                self.set_assignment(Vec::new());
+                return Ok(());
+            }
+            let (assignment, _) = SyncConsumerGroupResponse::decode(&response).map_err(|e| {
+                StreamError::Backend(format!("undecodable consumer group assignment: {e}"))
+            })?;
+            self.set_assignment(assignment.partitions);
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    fn set_assignment(&mut self, mut partitions: Vec<u32>) {
+        partitions.sort_unstable();
+        if partitions != self.assigned {
+            debug!(topic = %self.topic, from = ?self.assigned, to = ?partitions, "assignment changed");
+        }
+        // A partition owned again later restarts at the committed offset.
+        self.positions.retain(|p, _| partitions.contains(p));
+        self.assigned = partitions;
+    }
+
+    /// The read position of `partition`: the committed offset + 1 the first time.
+    async fn position(&mut self, partition: u32) -> Result<u64, StreamError> {
+        if let Some(&p) = self.positions.get(&partition) {
+            return Ok(p);
+        }
+        let stored = self
+            .client
+            .get_consumer_offset(
+                &self.group,
+                &self.ids.stream,
+                &self.ids.topic,
+                Some(partition),
+            )
+            .await
+            .map_err(|e| map_err("reading the committed offset", e))?;
+        let start = stored.map_or(0, |info| info.stored_offset + 1);
+        debug!(topic = %self.topic, partition, start, "starting partition");
+        self.positions.insert(partition, start);
+        Ok(start)
+    }
+
+    /// One pass over the assigned partitions; `None` when none had messages.
+    async fn poll_once(&mut self, max: u32) -> Result<Option<Polled>, StreamError> {
+        let n = self.assigned.len();
+        for i in 0..n {
+            let partition = self.assigned[(self.cursor + i) % n];
+            let from = self.position(partition).await?;
+            let result = self
+                .client
+                .poll_messages(
+                    &self.ids.stream,
+                    &self.ids.topic,
+                    Some(partition),
+                    &self.group,
+                    &PollingStrategy::offset(from),
+                    max,
+                    false,
+                )
+                .await;
+            let polled = match result {
+                Ok(polled) => polled,
+                Err(e) if is_membership_lost(&e) => {
+                    debug!(topic = %self.topic, error = %e, "re-syncing the group assignment");
+                    self.sync().await?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(map_err("polling messages", e)),
+            };
+            if polled.messages.is_empty() {
+                if polled.partition_id == iggy_common::RESYNC_REQUIRED_PARTITION_SENTINEL {
+                    // The partition went to another member (rebalance).
+                    self.sync().await?;
+                    return Ok(None);
+                }
+                continue;
+            }
+            let mut batch =
+                MessageBatch::with_capacity(polled.messages.len(), polled_bytes(&polled));
+            if let Some(next) = push_polled(&mut batch, &polled, from)? {
+                self.positions.insert(partition, next);
+                self.cursor = (self.cursor + i + 1) % n;
+                return Ok(Some(Polled { partition, batch }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn polled_bytes(polled: &PolledMessages) -> usize {
+    polled
+        .messages
+        .iter()
+        .map(|m| m.payload.len() + m.user_headers.as_ref().map_or(0, |h| h.len()))
+        .sum()
+}
+
+fn wire_id(id: &Identifier) -> Result<iggy_binary_protocol::WireIdentifier, StreamError> {
+    identifier_to_wire(id).map_err(|e| map_err("encoding an identifier", e))
+}
+
+#[async_trait]
+impl Consumer for IggyConsumer {
+    async fn poll(&mut self, max: u32, wait: Duration) -> Result<Polled, StreamError> {
+        let deadline = Instant::now() + wait;
+        let max = max.max(1);
+        loop {
+            if self.assigned.is_empty() {
+                self.sync().await?;
+            }
+            if let Some(polled) = self.poll_once(max).await? {
+                return Ok(polled);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Polled {
+                    partition: self.assigned.first().copied().unwrap_or(0),
+                    batch: MessageBatch::default(),
+                });
+            }
+            tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
+        }
+    }
+
+    async fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StreamError> {
+        let Some(last) = next_offset.checked_sub(1) else {
+            return Ok(());
+        };
+        for attempt in 0..2 {
+            match self
+                .client
+                .store_consumer_offset(
+                    &self.group,
+                    &self.ids.stream,
+                    &self.ids.topic,
+                    Some(partition),
+                    last,
+                )
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt == 0 && is_membership_lost(&e) => {
+                    debug!(topic = %self.topic, error = %e, "re-joining before the commit");
+                    self.sync().await?;
+                }
+                Err(e) => return Err(map_err("storing the consumer offset", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for IggyConsumer {
+    /// Leaves the group at once (rather than when the server notices the closed
+    /// connection), so that the partitions go to the other members without delay.
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = Arc::clone(&self.client);
+        let ids = self.ids.clone();
+        let group = self.group.id.clone();
+        runtime.spawn(async move {
+            if let Err(e) = client
+                .leave_consumer_group(&ids.stream, &ids.topic, &group)
+                .await
+            {
+                debug!(error = %e, "leaving the iggy consumer group");
+            }
+            let _ = client.disconnect().await;
+        });
+    }
+}
+
+fn is_not_found(e: &IggyError) -> bool {
+    matches!(
+        e,
+        IggyError::ResourceNotFound(_)
+            | IggyError::StreamIdNotFound(_)
+            | IggyError::StreamNameNotFound(_)
+            | IggyError::TopicIdNotFound(..)
+            | IggyError::TopicNameNotFound(..)
+            | IggyError::ConsumerGroupIdNotFound(..)
+            | IggyError::ConsumerGroupNameNotFound(..)
+    )
+}
+
+fn is_already_exists(e: &IggyError) -> bool {
+    matches!(
+        e,
+        IggyError::StreamNameAlreadyExists(_)
+            | IggyError::TopicNameAlreadyExists(..)
+            | IggyError::ConsumerGroupNameAlreadyExists(..)
+            | IggyError::ConsumerGroupMemberAlreadyExists(..)
+    )
+}
+
+fn is_membership_lost(e: &IggyError) -> bool {
+    matches!(
+        e,
+        IggyError::ConsumerGroupMemberNotFound(..) | IggyError::ConsumerGroupPartitionNotOwned(..)
+    )
+}
+
+fn is_connection_error(e: &IggyError) -> bool {
+    matches!(
+        e,
+        IggyError::Disconnected
+            | IggyError::CannotEstablishConnection
+            | IggyError::StaleClient
+            | IggyError::TcpError
+            | IggyError::QuicError
+            | IggyError::NotConnected
+            | IggyError::ConnectionClosed
+            | IggyError::IoError(_)
+            | IggyError::TaskTimeout
+            | IggyError::TransientNotCommitted
+            | IggyError::TransientNotAccepted
+            | IggyError::CannotSendMessagesDueToClientDisconnection
+            | IggyError::WebSocketConnectionError
+    )
+}
+
+/// Connection failures are transient ([`StreamError::Unavailable`]), the rest not.
+fn map_err(what: &str, e: IggyError) -> StreamError {
+    if is_connection_error(&e) {
+        StreamError::Unavailable(format!("iggy: {what}: {e}"))
+    } else {
+        StreamError::Backend(format!("iggy: {what}: {e}"))
+    }
+}
