@@ -1,6 +1,8 @@
 //! Shared harness for the end-to-end tests and benchmarks: builds the workspace's real
 //! binaries and plugin libraries once per test process and says where they are.
 
+pub mod local;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
