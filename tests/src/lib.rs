@@ -9,6 +9,8 @@ use std::{
     sync::OnceLock,
 };
 
+pub mod pg;
+
 /// Packages whose artifacts the tests use: the daemon and every plugin library.
 pub const ARTIFACT_PACKAGES: &[&str] = &[
     "ld-connectord",
@@ -18,6 +20,8 @@ pub const ARTIFACT_PACKAGES: &[&str] = &[
     "minimal-source",
     "test-sink",
     "old-abi-plugin",
+    "postgres-sink",
+    "postgres-source",
 ];
 
 /// The target profile directory this test binary was built into (`target/debug` or

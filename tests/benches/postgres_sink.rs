@@ -1,0 +1,2 @@
+//! PostgreSQL sink throughput (in progress).
+fn main() {}
