@@ -40,10 +40,7 @@ pub struct LocalOptions {
 pub fn open_db(state_dir: &Path) -> anyhow::Result<sled::Db> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    sled::Config::new()
-        .path(state_dir.join("db"))
-        .cache_capacity(64 << 20)
-        .flush_every_ms(None)
+    crate::state::sled_config(&state_dir.join("db"))
         .open()
         .with_context(|| format!("cannot open local state in {}", state_dir.display()))
 }
@@ -91,7 +88,10 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
         .map(|p| read_instance_file(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let db = open_db(&opts.state_dir)?;
-    let state = StateStore::with_db(db.clone(), opts.durability == Durability::Batch)?;
+    // Checkpoints share the log's database and are written after their batch's append,
+    // which the log flushes: the next flush carries them, and a checkpoint lost in a
+    // crash only means its batch is produced once more (at-least-once), never a loss.
+    let state = StateStore::with_db(db.clone(), false)?;
     let log = EmbeddedLog::open(
         db,
         EmbeddedConfig {

@@ -150,11 +150,7 @@ impl EmbeddedLog {
 
     /// Opens (or creates) a standalone log database in `dir`.
     pub fn open_dir(dir: &std::path::Path, config: EmbeddedConfig) -> Result<Self, StreamError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend_err)?;
+        let db = crate::state::sled_config(dir).open().map_err(backend_err)?;
         Self::open(db, config)
     }
 

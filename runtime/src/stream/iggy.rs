@@ -744,7 +744,6 @@ fn is_already_exists(e: &IggyError) -> bool {
         IggyError::StreamNameAlreadyExists(_)
             | IggyError::TopicNameAlreadyExists(..)
             | IggyError::ConsumerGroupNameAlreadyExists(..)
-            | IggyError::ConsumerGroupMemberAlreadyExists(..)
     )
 }
 

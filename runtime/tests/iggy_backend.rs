@@ -1,0 +1,341 @@
+//! The `iggy` stream backend against a real Apache Iggy server.
+//!
+//! Set `IGGY_TEST_ADDRESS` (e.g. `127.0.0.1:8090`) and optionally `IGGY_TEST_USER` /
+//! `IGGY_TEST_PASSWORD` (default `iggy`/`iggy`); without it every test is skipped.
+//! Every test uses its own stream, so reruns against one server do not collide.
+#![cfg(feature = "iggy")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ld_connectord::stream::iggy::{IggyBackend, IggyConfig};
+use ld_connectord::stream::{Consumer, MessageBatch, Polled, StreamBackend, StreamError, TopicRef};
+use ld_plugin_api::Schema;
+
+const SKIPPED: &str = "skipped: IGGY_TEST_ADDRESS is not set";
+
+fn config() -> Option<IggyConfig> {
+    let address = std::env::var("IGGY_TEST_ADDRESS").ok()?;
+    Some(IggyConfig {
+        address,
+        username: std::env::var("IGGY_TEST_USER").unwrap_or_else(|_| "iggy".into()),
+        password: std::env::var("IGGY_TEST_PASSWORD").unwrap_or_else(|_| "iggy".into()),
+        ..IggyConfig::default()
+    })
+}
+
+/// A stream name no other test run used.
+fn unique(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "ld-test-{name}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Message `i`: id `i + 1`, a 100-byte payload derived from `i`.
+fn payload(i: u64) -> Vec<u8> {
+    let mut p = format!("message {i:08} ").into_bytes();
+    p.resize(100, b'a' + (i % 26) as u8);
+    p
+}
+
+fn batch(range: std::ops::Range<u64>) -> MessageBatch {
+    let mut b = MessageBatch::with_capacity(range.clone().count(), 100 * range.clone().count());
+    for i in range {
+        b.push(u128::from(i) + 1, 0, 0, Schema::Raw, [], &payload(i));
+    }
+    b
+}
+
+async fn append_all(backend: &IggyBackend, topic: &TopicRef, batches: u64, per_batch: u64) {
+    let mut producer = backend.producer(topic).await.expect("producer");
+    for b in 0..batches {
+        let appended = producer
+            .append(&batch(b * per_batch..(b + 1) * per_batch))
+            .await
+            .expect("append");
+        assert_eq!(
+            appended.first_offset,
+            b * per_batch,
+            "first offset of batch {b}"
+        );
+        assert_eq!(
+            appended.last_offset,
+            (b + 1) * per_batch - 1,
+            "last offset of batch {b}"
+        );
+    }
+}
+
+/// Reads until `n` messages arrived; checks ids, offsets and payloads from `first`.
+async fn read_exactly(consumer: &mut dyn Consumer, first: u64, n: u64) -> Vec<Polled> {
+    let mut next = first;
+    let mut polls = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next < first + n {
+        assert!(Instant::now() < deadline, "timed out at message {next}");
+        let want = u32::try_from(first + n - next).unwrap().min(1000);
+        let polled = consumer
+            .poll(want, Duration::from_millis(500))
+            .await
+            .expect("poll");
+        for m in polled.batch.iter() {
+            let e = m.entry();
+            assert_eq!(e.offset, next, "offset");
+            assert_eq!(e.id, u128::from(next) + 1, "id of offset {next}");
+            assert_eq!(m.payload(), payload(next).as_slice(), "payload of {next}");
+            assert_eq!(e.schema, Schema::Raw);
+            assert!(e.timestamp_micros > 0);
+            next += 1;
+        }
+        polls.push(polled);
+    }
+    assert_eq!(next, first + n, "read past the end");
+    polls
+}
+
+#[tokio::test]
+async fn reads_everything_in_order() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config);
+    let topic = TopicRef::new(unique("order"), "events");
+    append_all(&backend, &topic, 3, 1000).await;
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polls = read_exactly(consumer.as_mut(), 0, 3000).await;
+    assert!(polls.iter().all(|p| p.partition == polls[0].partition));
+    let empty = consumer
+        .poll(100, Duration::from_millis(200))
+        .await
+        .expect("poll");
+    assert!(empty.batch.is_empty(), "nothing after the last message");
+}
+
+#[tokio::test]
+async fn commit_then_new_consumer_starts_after_it() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config);
+    let topic = TopicRef::new(unique("commit"), "events");
+    append_all(&backend, &topic, 3, 1000).await;
+
+    let mut first = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polls = read_exactly(first.as_mut(), 0, 1000).await;
+    // Read ahead (prefetch) without committing it.
+    let ahead = first.poll(500, Duration::from_secs(2)).await.expect("poll");
+    assert_eq!(
+        ahead.batch.first_offset(),
+        Some(1000),
+        "read position runs ahead"
+    );
+    first
+        .commit(polls[0].partition, 1000)
+        .await
+        .expect("commit");
+    drop(first);
+
+    // The same group after a restart: starts at message 1001 (offset 1000).
+    let mut second = backend.consumer(&topic, "sink").await.expect("consumer");
+    read_exactly(second.as_mut(), 1000, 2000).await;
+
+    // A commit of everything, then a third consumer has nothing to read.
+    second
+        .commit(polls[0].partition, 3000)
+        .await
+        .expect("commit");
+    drop(second);
+    let mut third = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polled = third
+        .poll(100, Duration::from_millis(500))
+        .await
+        .expect("poll");
+    assert!(
+        polled.batch.is_empty(),
+        "all was committed: {:?}",
+        polled.batch.first_offset()
+    );
+
+    // Another group starts at the beginning.
+    let mut other = backend.consumer(&topic, "other").await.expect("consumer");
+    read_exactly(other.as_mut(), 0, 10).await;
+}
+
+#[tokio::test]
+async fn uncommitted_messages_are_delivered_again() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config);
+    let topic = TopicRef::new(unique("redeliver"), "events");
+    append_all(&backend, &topic, 1, 100).await;
+
+    let mut first = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polls = read_exactly(first.as_mut(), 0, 100).await;
+    first.commit(polls[0].partition, 40).await.expect("commit");
+    drop(first);
+
+    let mut second = backend.consumer(&topic, "sink").await.expect("consumer");
+    read_exactly(second.as_mut(), 40, 60).await;
+    drop(second);
+
+    // Nothing more was committed: the same 60 once more.
+    let mut third = backend.consumer(&topic, "sink").await.expect("consumer");
+    read_exactly(third.as_mut(), 40, 60).await;
+}
+
+#[tokio::test]
+async fn headers_schema_and_empty_payloads_round_trip() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config);
+    let topic = TopicRef::new(unique("headers"), "events");
+    let mut b = MessageBatch::default();
+    b.push(
+        7,
+        0,
+        1_700_000_000_000_000,
+        Schema::Json,
+        [("k", &b"v"[..])],
+        b"{}",
+    );
+    b.push(
+        8,
+        0,
+        0,
+        Schema::Text,
+        [("b", &b""[..]), ("a", &b"x"[..])],
+        b"",
+    );
+    let mut producer = backend.producer(&topic).await.expect("producer");
+    let appended = producer.append(&b).await.expect("append");
+    assert_eq!((appended.first_offset, appended.last_offset), (0, 1));
+    assert!(producer.append(&MessageBatch::default()).await.is_err());
+
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polled = consumer
+        .poll(10, Duration::from_secs(2))
+        .await
+        .expect("poll");
+    let messages: Vec<_> = polled.batch.iter().collect();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].entry().id, 7);
+    assert_eq!(messages[0].entry().schema, Schema::Json);
+    assert_eq!(messages[0].payload(), b"{}");
+    assert_eq!(
+        messages[0].headers().collect::<Vec<_>>(),
+        vec![("k", &b"v"[..])]
+    );
+    assert_eq!(messages[1].entry().id, 8);
+    assert_eq!(messages[1].entry().schema, Schema::Text);
+    assert_eq!(messages[1].payload(), b"");
+    // Iggy headers are a map: read back sorted by key.
+    assert_eq!(
+        messages[1].headers().collect::<Vec<_>>(),
+        vec![("a", &b"x"[..]), ("b", &b""[..])]
+    );
+}
+
+#[tokio::test]
+async fn missing_topic_without_create_is_no_such_topic() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(IggyConfig {
+        create_missing: false,
+        ..config.clone()
+    });
+    let topic = TopicRef::new(unique("missing"), "events");
+    match backend.producer(&topic).await {
+        Err(StreamError::NoSuchTopic(t)) => assert_eq!(t, topic),
+        Err(e) => panic!("expected NoSuchTopic, got {e}"),
+        Ok(_) => panic!("expected NoSuchTopic, got a producer"),
+    }
+    match backend.consumer(&topic, "sink").await {
+        Err(StreamError::NoSuchTopic(t)) => assert_eq!(t, topic),
+        Err(e) => panic!("expected NoSuchTopic, got {e}"),
+        Ok(_) => panic!("expected NoSuchTopic, got a consumer"),
+    }
+    // The stream exists but not the topic.
+    let creating = IggyBackend::new(config);
+    creating.producer(&topic).await.expect("created");
+    let other = TopicRef::new(topic.stream.clone(), "other");
+    assert!(matches!(
+        backend.producer(&other).await,
+        Err(StreamError::NoSuchTopic(_))
+    ));
+    backend.producer(&topic).await.expect("exists now");
+}
+
+#[tokio::test]
+async fn poll_on_an_empty_topic_waits_then_returns_empty() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config);
+    let topic = TopicRef::new(unique("empty"), "events");
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let started = Instant::now();
+    let polled = consumer
+        .poll(100, Duration::from_millis(300))
+        .await
+        .expect("poll");
+    let took = started.elapsed();
+    assert!(polled.batch.is_empty());
+    assert!(
+        took >= Duration::from_millis(280),
+        "returned early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "waited too long: {took:?}"
+    );
+
+    // A message appended while polling is returned before the wait ends.
+    let mut producer = backend.producer(&topic).await.expect("producer");
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        producer.append(&batch(0..1)).await.expect("append");
+    });
+    let started = Instant::now();
+    let polled = consumer
+        .poll(100, Duration::from_secs(5))
+        .await
+        .expect("poll");
+    assert_eq!(polled.batch.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    if config().is_none() {
+        println!("{SKIPPED}");
+        return;
+    }
+    let backend = IggyBackend::new(IggyConfig {
+        address: "127.0.0.1:1".into(),
+        reconnect_retries: 1,
+        reconnect_interval: Duration::from_millis(50),
+        ..IggyConfig::default()
+    });
+    let topic = TopicRef::new(unique("down"), "events");
+    match backend.producer(&topic).await {
+        Err(e) => assert!(e.is_transient(), "not transient: {e}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
