@@ -390,7 +390,7 @@ mod tests {
             ),
             (
                 json!({"streams": [{"stream": "s", "topics": ["t"], "colour": 1}]}),
-                "streams[0]: unknown field `colour`",
+                "streams[0].colour: unknown field `colour`",
             ),
             (json!({"streams": []}), "streams: at least one stream entry"),
             (

@@ -1,5 +1,7 @@
-//! Configuration: the config of each connector instance.
+//! Configuration: the daemon's own, and the config of each connector instance.
 
+mod daemon;
 mod instance;
 
+pub use daemon::{DaemonConfig, DaemonConfigError, Secret, StreamSettings};
 pub use instance::{document, ConfigError, InstanceConfig, SinkStream, SourceStream, Streams};
