@@ -5,9 +5,11 @@
 //! This version provides the plugin host: loading, checking and driving plugins.
 
 pub mod config;
+pub mod daemon;
 pub mod instance;
 pub mod local;
 pub mod plugin_host;
+pub mod standalone;
 pub mod state;
 pub mod stream;
 pub mod transform;

@@ -8,8 +8,10 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ld_connectord::{
-    local,
+    config::DaemonConfig,
+    daemon, local,
     plugin_host::{Catalog, PluginLibrary},
+    standalone,
     stream::embedded::Durability,
 };
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,36 @@ enum Command {
         /// Where content-addressed copies of loaded libraries are kept.
         #[arg(long, env = "LD_CONNECTORD_PLUGIN_CACHE")]
         cache_dir: Option<PathBuf>,
+    },
+    /// Run the daemon: fetch this node's instances from the supervisor and run them.
+    Run {
+        /// The daemon's TOML config; every field can be overridden by an
+        /// `LD_CONNECTORD_<FIELD>` environment variable.
+        #[arg(long, env = "LD_CONNECTORD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The reference supervisor and the daemon in one process, for one machine. With
+    /// no arguments: a fresh state directory and a demo pipeline (random source ->
+    /// embedded log -> stdout sink); log lines go to stderr, the sink's messages to stdout.
+    Standalone {
+        /// Daemon settings (TOML) to merge over the standalone defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// State directory (default: a fresh temporary one).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Plugin directory (default: the directory of this executable).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Address of the supervisor's API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Address of the node's local API.
+        #[arg(long, default_value = "127.0.0.1:9780")]
+        api_listen: std::net::SocketAddr,
+        /// Do not activate the demo pipeline.
+        #[arg(long)]
+        no_demo: bool,
     },
     /// Run connector instances from config files on this machine, with the embedded
     /// log and no control plane. Stops on SIGTERM or Ctrl-C.
@@ -100,6 +132,22 @@ fn main() -> ExitCode {
             json,
             cache_dir,
         } => list_plugins(&dir, json, &cache_dir.unwrap_or_else(default_cache_dir)),
+        Command::Run { config } => run_daemon(config),
+        Command::Standalone {
+            config,
+            state,
+            plugins,
+            listen,
+            api_listen,
+            no_demo,
+        } => run_standalone(standalone::StandaloneOptions {
+            config,
+            state_dir: state,
+            plugin_dir: plugins,
+            listen,
+            api_listen,
+            demo: !no_demo,
+        }),
         Command::Local {
             plugins,
             state,
@@ -126,6 +174,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_daemon(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = DaemonConfig::load(config.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        daemon::run(config, shutdown, |_| {
+            // Tell systemd (Type=notify) we are up; a no-op outside systemd.
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        })
+        .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn run_standalone(opts: standalone::StandaloneOptions) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        standalone::run(opts, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn parse_durability(text: &str) -> anyhow::Result<Durability> {

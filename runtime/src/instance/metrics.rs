@@ -15,6 +15,56 @@ pub struct InstanceMetrics {
     pub filtered: AtomicU64,
     /// Failed calls (retried or not).
     pub errors: AtomicU64,
+    /// Set once the plugin opened: the instance is running.
+    pub opened: std::sync::atomic::AtomicBool,
+    /// Woken when `opened` is set.
+    pub opened_notify: tokio::sync::Notify,
+    /// Time per delivered batch (sink: the plugin's write; source: the append).
+    pub batch_latency: Histogram,
+}
+
+/// A latency histogram with fixed buckets, in the Prometheus sense (cumulative on
+/// export).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+/// Upper bounds of the histogram buckets, in seconds.
+pub const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// (upper bound, cumulative count) per bucket, then the total count and the sum in
+    /// seconds.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(BUCKETS.len());
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            buckets.push((*bound, cumulative));
+        }
+        cumulative += self.counts[BUCKETS.len()].load(Ordering::Relaxed);
+        (
+            buckets,
+            cumulative,
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
 }
 
 impl InstanceMetrics {
@@ -22,6 +72,11 @@ impl InstanceMetrics {
         self.messages.fetch_add(messages as u64, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn mark_opened(&self) {
+        self.opened.store(true, Ordering::Release);
+        self.opened_notify.notify_one();
     }
 
     pub(crate) fn error(&self) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ld_plugin_api::PluginError;
 
-pub use metrics::InstanceMetrics;
+pub use metrics::{Histogram, InstanceMetrics, BUCKETS};
 pub use retry::RetryPolicy;
 pub use sink_task::{run_sink, SinkTask};
 pub use source_task::{run_source, SourceTask};

@@ -64,6 +64,7 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
             }
         }
     }
+    metrics.mark_opened();
 
     let mut readers = Vec::new();
     for s in &streams {
@@ -233,6 +234,7 @@ async fn deliver(
     let mut views = Vec::with_capacity(batch.len());
     batch.message_views(&headers, &mut views);
     let payload_bytes: usize = batch.entries.iter().map(|e| e.payload_len as usize).sum();
+    let started = std::time::Instant::now();
     let mut attempts = Attempts::new(policy, "consume", metrics);
     loop {
         let view = SinkBatch::new(&topic.stream, &topic.topic, polled.partition, &views);
@@ -246,6 +248,7 @@ async fn deliver(
             }
         }
     }
+    metrics.batch_latency.observe(started.elapsed());
     metrics.delivered(batch.len(), payload_bytes);
     Ok(true)
 }

@@ -101,6 +101,7 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
             }
         }
     }
+    metrics.mark_opened();
 
     let (jobs, job_rx) = mpsc::channel::<Job>(1);
     let (done_tx, mut done) = mpsc::unbounded_channel::<Result<u64, TaskError>>();
@@ -272,6 +273,7 @@ async fn append_one(
     metrics: &InstanceMetrics,
 ) -> Result<(), TaskError> {
     if !job.batch.is_empty() {
+        let started = std::time::Instant::now();
         for (topic, producer) in producers.iter_mut() {
             let mut attempt = 0;
             loop {
@@ -293,6 +295,7 @@ async fn append_one(
             .iter()
             .map(|e| e.payload_len as usize)
             .sum();
+        metrics.batch_latency.observe(started.elapsed());
         metrics.delivered(job.batch.len(), bytes);
     }
     // Only now is the batch in the stream: the checkpoint may move past it.

@@ -27,8 +27,8 @@
 //!   Messages written by other producers (no `ld-schema` header) read as
 //!   [`Schema::Raw`], with raw/string headers as their bytes and typed headers as text.
 //! - **Reading**: a consumer joins (creating it when allowed) the consumer group, asks
-//!   the server which partitions it owns, and starts each at the group's stored offset
-//!   + 1 (Iggy stores the last processed offset), or 0 when none is stored. It polls
+//!   the server which partitions it owns, and starts each one after the group's stored
+//!   offset (Iggy stores the last processed offset), or at 0 when none is stored. It polls
 //!   with explicit offsets from its own in-memory position and never auto-commits; a
 //!   `poll` with nothing to read retries every [`IggyConfig::poll_interval`] until
 //!   `wait` ran out (the server has no push). After a rebalance or a reconnect it

@@ -1,0 +1,98 @@
+//! Status reports not yet acknowledged by the supervisor, kept in `sled` so they survive
+//! restarts and outages. The latest report per instance wins; a report is removed only
+//! if it is still the one that was acknowledged.
+
+use std::{sync::Arc, time::Duration};
+
+use ld_supervisor::api::StatusReport;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::client::SupervisorClient;
+use crate::state::StateError;
+
+/// The outbox.
+#[derive(Clone)]
+pub struct Outbox {
+    tree: sled::Tree,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// Opens the outbox in the node's database.
+    pub fn open(db: &sled::Db) -> Result<Self, StateError> {
+        Ok(Self {
+            tree: db.open_tree("daemon/outbox")?,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Queues a report, replacing any older one of the same instance.
+    pub fn put(&self, instance_id: u64, report: &StatusReport) {
+        let bytes = serde_json::to_vec(report).expect("a status report serializes");
+        if let Err(e) = self.tree.insert(instance_id.to_be_bytes(), bytes) {
+            tracing::error!(error = %e, instance_id, "cannot queue a status report");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Reports waiting to be sent.
+    pub fn pending(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Drops the queued report of a deleted instance.
+    pub fn forget(&self, instance_id: u64) {
+        let _ = self.tree.remove(instance_id.to_be_bytes());
+    }
+
+    /// Sends every queued report once; returns how many are still waiting.
+    pub async fn send_all(&self, client: &SupervisorClient) -> usize {
+        let mut failed = 0;
+        for entry in self.tree.iter() {
+            let Ok((key, value)) = entry else { continue };
+            let id = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+            let report: StatusReport = match serde_json::from_slice(&value) {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = self.tree.remove(&key);
+                    continue;
+                }
+            };
+            match client.report_status(id, &report).await {
+                Ok(()) => {
+                    // Remove only what was sent: a newer report stays queued.
+                    let _ = self
+                        .tree
+                        .compare_and_swap(&key, Some(value), None as Option<&[u8]>);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, instance_id = id, "status report not delivered yet");
+                    failed += 1;
+                }
+            }
+        }
+        failed
+    }
+
+    /// Delivers reports until `shutdown`, retrying with backoff while the supervisor is
+    /// unreachable.
+    pub async fn run(self, client: SupervisorClient, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let waiting = self.send_all(&client).await;
+            let pause = if waiting == 0 {
+                backoff = Duration::from_millis(200);
+                Duration::from_secs(5)
+            } else {
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified(), if waiting == 0 => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

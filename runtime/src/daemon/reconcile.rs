@@ -1,0 +1,137 @@
+//! Reconcile as a pure diff: what to stop, restart and start to go from what the node
+//! manages to what the supervisor assigns. The daemon applies the [`Plan`].
+
+use std::collections::BTreeMap;
+
+/// What the node must run for one instance, as far as reconciling is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// The config version to run.
+    pub config_version: u64,
+    /// `false` when stopped or disabled: the instance is kept, not run.
+    pub run: bool,
+}
+
+/// The steps to apply, each a list of instance ids in ascending order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Deleted: stop, close the plugin and forget local state.
+    pub stop: Vec<u64>,
+    /// Changed (config version, or run/stopped): stop, then start on the new spec.
+    pub restart: Vec<u64>,
+    /// New: start.
+    pub start: Vec<u64>,
+}
+
+impl Plan {
+    /// Whether nothing is to be done.
+    pub fn is_empty(&self) -> bool {
+        self.stop.is_empty() && self.restart.is_empty() && self.start.is_empty()
+    }
+}
+
+/// The diff between the assignment and what the node manages, by instance id.
+pub fn reconcile(desired: &BTreeMap<u64, Wanted>, managed: &BTreeMap<u64, Wanted>) -> Plan {
+    let mut plan = Plan::default();
+    for (id, have) in managed {
+        match desired.get(id) {
+            None => plan.stop.push(*id),
+            Some(want) if want != have => plan.restart.push(*id),
+            Some(_) => {}
+        }
+    }
+    plan.start = desired
+        .keys()
+        .filter(|id| !managed.contains_key(id))
+        .copied()
+        .collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(v: u64, run: bool) -> Wanted {
+        Wanted {
+            config_version: v,
+            run,
+        }
+    }
+
+    #[test]
+    fn table() {
+        type Case = (&'static str, Vec<(u64, Wanted)>, Vec<(u64, Wanted)>, Plan);
+        let cases: Vec<Case> = vec![
+            ("nothing", vec![], vec![], Plan::default()),
+            (
+                "new",
+                vec![(1, w(1, true))],
+                vec![],
+                Plan {
+                    start: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "deleted",
+                vec![],
+                vec![(1, w(1, true))],
+                Plan {
+                    stop: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "same",
+                vec![(1, w(2, true))],
+                vec![(1, w(2, true))],
+                Plan::default(),
+            ),
+            (
+                "new config",
+                vec![(1, w(3, true))],
+                vec![(1, w(2, true))],
+                Plan {
+                    restart: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "stopped",
+                vec![(1, w(2, false))],
+                vec![(1, w(2, true))],
+                Plan {
+                    restart: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "started again",
+                vec![(1, w(2, true))],
+                vec![(1, w(2, false))],
+                Plan {
+                    restart: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "mixed",
+                vec![(1, w(1, true)), (3, w(2, true)), (4, w(1, true))],
+                vec![(1, w(1, true)), (2, w(1, true)), (3, w(1, true))],
+                Plan {
+                    stop: vec![2],
+                    restart: vec![3],
+                    start: vec![4],
+                },
+            ),
+        ];
+        for (name, desired, managed, want) in cases {
+            let plan = reconcile(
+                &desired.into_iter().collect(),
+                &managed.into_iter().collect(),
+            );
+            assert_eq!(plan, want, "{name}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `ld-connectord standalone`: the reference supervisor and the daemon in one process,
+//! for one machine. With no arguments it activates a real pipeline (random source ->
+//! embedded log -> stdout sink) through the supervisor's own API.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use ld_supervisor::{auth::Permission, Supervisor, SupervisorConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DaemonConfig;
+
+/// The deployment id standalone mode uses (the seed's example id).
+pub const DEPLOYMENT_ID: u64 = 611298765432109056;
+
+/// What `standalone` runs.
+#[derive(Debug, Clone)]
+pub struct StandaloneOptions {
+    /// Daemon settings to merge over the standalone defaults.
+    pub config: Option<PathBuf>,
+    /// State directory; a fresh temporary one when absent.
+    pub state_dir: Option<PathBuf>,
+    /// Plugin directory; default: the directory of this executable.
+    pub plugin_dir: Option<PathBuf>,
+    /// Address of the supervisor (Main API and Supervisor API).
+    pub listen: SocketAddr,
+    /// Address of the daemon's local API.
+    pub api_listen: SocketAddr,
+    /// Activate the demo pipeline.
+    pub demo: bool,
+}
+
+fn default_plugin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    Ok(exe
+        .parent()
+        .context("executable has no directory")?
+        .to_path_buf())
+}
+
+/// Runs until `shutdown`.
+pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let temp;
+    let state_dir = match &opts.state_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("ld-connectord-standalone-")
+                .tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let plugin_dir = match &opts.plugin_dir {
+        Some(dir) => dir.clone(),
+        None => default_plugin_dir()?,
+    };
+
+    let supervisor = Supervisor::open(SupervisorConfig::new(state_dir.join("supervisor")))
+        .context("cannot open the supervisor's state")?;
+    let api_key = supervisor.create_api_key(&Permission::ALL)?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (choose another with --listen)",
+                opts.listen
+            )
+        })?;
+    let supervisor_url = format!("http://{}", listener.local_addr()?);
+    let supervisor_stop = shutdown.clone();
+    let supervisor_task =
+        tokio::spawn(supervisor.serve(listener, async move { supervisor_stop.cancelled().await }));
+
+    let mut figment = Figment::from(Serialized::defaults(serde_json::json!({
+        "supervisor_url": supervisor_url,
+        "deployment_id": DEPLOYMENT_ID,
+        "node_id": "standalone",
+        "api_key": api_key,
+        "plugin_dir": plugin_dir,
+        "state_dir": state_dir.join("node"),
+        "api_listen": opts.api_listen,
+        "heartbeat_interval": "2s",
+    })));
+    if let Some(file) = &opts.config {
+        anyhow::ensure!(file.exists(), "{}: no such file", file.display());
+        figment = figment.merge(Toml::file(file));
+    }
+    figment = figment.merge(
+        Env::prefixed("LD_CONNECTORD_")
+            .split("__")
+            .ignore(&["log", "plugin_cache"]),
+    );
+    let config = DaemonConfig::from_figment(figment)?;
+
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn(crate::daemon::run(
+        config.clone(),
+        shutdown.clone(),
+        move |info| {
+            let _ = ready_tx.send(info.clone());
+        },
+    ));
+    let Ok(info) = ready_rx.await else {
+        return daemon
+            .await?
+            .context("the daemon stopped before it was ready");
+    };
+
+    let base = format!(
+        "{supervisor_url}/tenants/1/divisions/1/environments/1/deployments/{DEPLOYMENT_ID}"
+    );
+    eprintln!(
+        "\nld-connectord standalone is running.\n\
+         \n  Main API and Supervisor API: {supervisor_url}\
+         \n  API key:                     {api_key}\
+         \n  deployment id:               {DEPLOYMENT_ID}\
+         \n  node local API:              http://{api}/health  /metrics  /instances\
+         \n  plugins from:                {plugins}\
+         \n  state in:                    {state}\
+         \n\nTry the API (any tenant, division and environment id works here):\
+         \n  curl -H \"ld-api-key: {api_key}\" \"{base}/connectors?type=sink&page=1&results=10\"\
+         \n  curl -H \"ld-api-key: {api_key}\" {supervisor_url}/deployments/{DEPLOYMENT_ID}/connectors/instances\
+         \n  curl -X POST -H \"ld-api-key: {api_key}\" -H \"Content-Type: application/json\" {base}/connectors/activate \\\
+         \n       -d '{{\"connector_key\": \"stdout\", \"connector_type\": \"sink\", \"instance_key\": \"my-sink\"}}'\
+         \n  curl -X DELETE -H \"ld-api-key: {api_key}\" {supervisor_url}/deployments/{DEPLOYMENT_ID}/connectors/instances/ID\
+         \n",
+        api = info.api_addr,
+        plugins = plugin_dir.display(),
+        state = state_dir.display(),
+    );
+
+    if opts.demo {
+        activate_demo(&base, &api_key).await?;
+        eprintln!("Demo pipeline activated: random source -> embedded log -> stdout sink (messages on stdout).\n");
+    }
+
+    let result = daemon.await?;
+    shutdown.cancel();
+    let _ = supervisor_task.await;
+    result
+}
+
+async fn activate_demo(base: &str, api_key: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let instances = [
+        serde_json::json!({
+            "connector_key": "random", "connector_type": "source",
+            "instance_name": "Demo generator", "instance_key": "demo-random",
+            "config": {"enabled": true,
+                       "streams": [{"stream": "demo", "topic": "numbers", "schema": "json"}],
+                       "plugin_config": {"seed": 42, "rate": 5, "batch_size": 5}}
+        }),
+        serde_json::json!({
+            "connector_key": "stdout", "connector_type": "sink",
+            "instance_name": "Demo printer", "instance_key": "demo-stdout",
+            "config": {"enabled": true,
+                       "streams": [{"stream": "demo", "topics": ["numbers"], "schema": "json",
+                                    "batch_length": 100, "poll_interval": "100ms"}],
+                       "plugin_config": {"print_payload": true}}
+        }),
+    ];
+    for body in instances {
+        let response = http
+            .post(format!("{base}/connectors/activate"))
+            .header(ld_supervisor::api::API_KEY_HEADER, api_key)
+            .json(&body)
+            .send()
+            .await
+            .context("cannot reach the embedded supervisor")?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.as_u16() == 202,
+            "activating the demo pipeline failed: {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
