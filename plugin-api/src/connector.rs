@@ -143,8 +143,10 @@ pub trait Source: Send + Sized + 'static {
     /// an empty batch is allowed and simply skipped.
     fn poll(&mut self) -> impl Future<Output = Result<SourceBatch, PluginError>> + Send;
 
-    /// The batch returned by poll number `seq` (counting from 1 since `open`) is durably
-    /// in the stream and its state saved. Sources that acknowledge upstream (a
+    /// Batch number `seq` is durably in the stream and its state saved. Batches are
+    /// numbered from 1 since `open`, counting the polls that returned messages or a
+    /// state (empty batches without state are skipped and not numbered). Calls come in
+    /// order, possibly several after one poll. Sources that acknowledge upstream (a
     /// replication slot, a queue) do it here.
     fn committed(&mut self, seq: u64) -> impl Future<Output = Result<(), PluginError>> + Send {
         let _ = seq;

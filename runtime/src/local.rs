@@ -88,9 +88,8 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
         .map(|p| read_instance_file(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let db = open_db(&opts.state_dir)?;
-    // Checkpoints share the log's database and are written after their batch's append,
-    // which the log flushes: the next flush carries them, and a checkpoint lost in a
-    // crash only means its batch is produced once more (at-least-once), never a loss.
+    // Checkpoints share the log's database and are written in one atomic write with
+    // their batch (see `Producer::append_checkpointed`), which the log flushes.
     let state = StateStore::with_db(db.clone(), false)?;
     let log = EmbeddedLog::open(
         db,

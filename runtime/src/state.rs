@@ -6,16 +6,20 @@ use std::path::Path;
 
 /// The sled settings of every database of the daemon: a bounded page cache, explicit
 /// flushes, and segments large enough that a stored batch of the embedded log (about
-/// 150 KB for 1000 messages of 100 B) stays inline in the log instead of becoming a
-/// blob file of its own (sled writes values over a quarter of a segment as separate
-/// files, which costs a file creation per batch).
+/// 150 KB for 1000 messages of 100 B; up to 512 KB) stays inline in the log instead of
+/// becoming a blob file of its own (sled writes values over a quarter of a segment as
+/// separate files, which costs a file creation per batch).
 pub fn sled_config(path: &Path) -> sled::Config {
     sled::Config::new()
         .path(path)
-        .cache_capacity(64 << 20)
-        .segment_size(8 << 20)
+        .cache_capacity(32 << 20)
+        .segment_size(2 << 20)
         .flush_every_ms(None)
 }
+
+/// The tree of source checkpoints (the embedded log writes it too, atomically with the
+/// batch a checkpoint belongs to).
+pub const SOURCE_STATE_TREE: &str = "state/source";
 
 /// Errors of the local state store.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +45,7 @@ impl StateStore {
     /// Uses an open database.
     pub fn with_db(db: sled::Db, flush_each_write: bool) -> Result<Self, StateError> {
         Ok(Self {
-            source_state: db.open_tree("state/source")?,
+            source_state: db.open_tree(SOURCE_STATE_TREE)?,
             db,
             flush_each_write,
         })

@@ -80,16 +80,16 @@ fn kill9_mid_stream_loses_nothing() {
         ids.len() as u64 >= COUNT
     });
     let duplicates = assert_complete(&ids, COUNT);
-    // At most the batch in flight in each instance comes again: one of the source, one
-    // of the sink.
-    assert!(duplicates <= 2 * BATCH, "{duplicates} duplicates");
+    // The source's batch and its checkpoint are one atomic write, so the source repeats
+    // nothing; at most the sink's batch in flight is written again.
+    assert!(duplicates <= BATCH, "{duplicates} duplicates");
 }
 
 #[test]
 fn a_slow_sink_keeps_memory_flat() {
     // The sink takes 50 ms per batch of 100 (2,000 msg/s); the source produces as fast
     // as it can (well over 100x that). The log absorbs the difference on disk.
-    const BOUND: u64 = 160 << 20;
+    const BOUND: u64 = 200 << 20;
     let mut run = LocalRun::new(&["random_source", "test_sink"]);
     let out = run.path("ids.txt");
     run.instance(

@@ -272,14 +272,26 @@ async fn append_one(
     instance_key: &str,
     metrics: &InstanceMetrics,
 ) -> Result<(), TaskError> {
+    let mut checkpoint_stored = false;
     if !job.batch.is_empty() {
         let started = std::time::Instant::now();
-        for (topic, producer) in producers.iter_mut() {
+        let last = producers.len() - 1;
+        for (i, (topic, producer)) in producers.iter_mut().enumerate() {
+            // The last topic's append carries the checkpoint, atomically where the
+            // backend can (the embedded log).
+            let checkpoint = if i == last {
+                job.state.as_deref().map(|s| (instance_key, s))
+            } else {
+                None
+            };
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match producer.append(&job.batch).await {
-                    Ok(_) => break,
+                match producer.append_checkpointed(&job.batch, checkpoint).await {
+                    Ok((_, stored)) => {
+                        checkpoint_stored |= stored;
+                        break;
+                    }
                     Err(e) if e.is_transient() && attempt < 10 => {
                         metrics.error();
                         tracing::warn!(error = %e, %topic, attempt, "append failed; retrying");
@@ -299,7 +311,7 @@ async fn append_one(
         metrics.delivered(job.batch.len(), bytes);
     }
     // Only now is the batch in the stream: the checkpoint may move past it.
-    if let Some(s) = &job.state {
+    if let (Some(s), false) = (&job.state, checkpoint_stored) {
         state.save_source_state(instance_key, s).await?;
     }
     Ok(())

@@ -99,6 +99,7 @@ pub struct EmbeddedLog {
 struct Inner {
     db: sled::Db,
     offsets: sled::Tree,
+    source_state: sled::Tree,
     config: EmbeddedConfig,
     topics: Mutex<HashMap<TopicRef, Arc<Topic>>>,
 }
@@ -124,10 +125,14 @@ impl EmbeddedLog {
     /// Opens the log in `db` (shared with the daemon's other local state).
     pub fn open(db: sled::Db, config: EmbeddedConfig) -> Result<Self, StreamError> {
         let offsets = db.open_tree("stream/offsets").map_err(backend_err)?;
+        let source_state = db
+            .open_tree(crate::state::SOURCE_STATE_TREE)
+            .map_err(backend_err)?;
         let log = EmbeddedLog {
             inner: Arc::new(Inner {
                 db,
                 offsets,
+                source_state,
                 config,
                 topics: Mutex::new(HashMap::new()),
             }),
@@ -222,7 +227,7 @@ impl EmbeddedLog {
         batch: &MessageBatch,
     ) -> Result<Appended, StreamError> {
         let t = self.topic(topic)?;
-        let appended = append_to(&t, batch).await?;
+        let appended = append_to(&t, batch, None).await?;
         self.durable().await?;
         Ok(appended)
     }
@@ -294,7 +299,14 @@ impl EmbeddedLog {
     }
 }
 
-async fn append_to(t: &Topic, batch: &MessageBatch) -> Result<Appended, StreamError> {
+/// Appends one batch; with a checkpoint, the batch and the checkpoint are one atomic
+/// write, so a crash can never keep one without the other (a source then neither loses
+/// nor repeats a batch).
+async fn append_to(
+    t: &Topic,
+    batch: &MessageBatch,
+    checkpoint: Option<(&sled::Tree, &str, &[u8])>,
+) -> Result<Appended, StreamError> {
     if batch.is_empty() {
         return Err(StreamError::Backend("cannot append an empty batch".into()));
     }
@@ -305,9 +317,27 @@ async fn append_to(t: &Topic, batch: &MessageBatch) -> Result<Appended, StreamEr
     let mut next = t.partitions[partition as usize].next_offset.lock().await;
     let base = *next;
     let value = codec::encode(batch, base, now_micros());
-    let tree = t.tree.clone();
     let key = batch_key(partition, base);
-    tree.insert(key, value).map_err(backend_err)?;
+    match checkpoint {
+        None => {
+            t.tree.insert(key, value).map_err(backend_err)?;
+        }
+        Some((state_tree, instance, state)) => {
+            use sled::Transactional;
+            (&t.tree, state_tree)
+                .transaction(|(log, states)| {
+                    log.insert(&key, value.as_slice())?;
+                    states.insert(instance.as_bytes(), state)?;
+                    Ok(())
+                })
+                .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                    sled::transaction::TransactionError::Storage(e) => backend_err(e),
+                    sled::transaction::TransactionError::Abort(()) => {
+                        StreamError::Backend("append transaction aborted".into())
+                    }
+                })?;
+        }
+    }
     *next = base + batch.len() as u64;
     drop(next);
     t.appended.send_modify(|n| *n += 1);
@@ -360,9 +390,22 @@ struct EmbeddedProducer {
 #[async_trait]
 impl Producer for EmbeddedProducer {
     async fn append(&mut self, batch: &MessageBatch) -> Result<Appended, StreamError> {
-        let appended = append_to(&self.topic, batch).await?;
+        let appended = append_to(&self.topic, batch, None).await?;
         self.log.durable().await?;
         Ok(appended)
+    }
+
+    async fn append_checkpointed(
+        &mut self,
+        batch: &MessageBatch,
+        checkpoint: Option<(&str, &[u8])>,
+    ) -> Result<(Appended, bool), StreamError> {
+        let state_tree = &self.log.inner.source_state;
+        let checkpoint = checkpoint.map(|(instance, state)| (state_tree, instance, state));
+        let stored = checkpoint.is_some();
+        let appended = append_to(&self.topic, batch, checkpoint).await?;
+        self.log.durable().await?;
+        Ok((appended, stored))
     }
 }
 

@@ -116,6 +116,18 @@ pub trait Producer: Send {
     /// returns `Ok`, the messages are as durable as the backend's durability setting
     /// promises.
     async fn append(&mut self, batch: &MessageBatch) -> Result<Appended, StreamError>;
+
+    /// Appends the batch and, where the backend can make both one atomic write, stores
+    /// the source checkpoint `(instance key, state)` with it; returns whether it did.
+    /// When it did not, the caller saves the checkpoint after the append.
+    async fn append_checkpointed(
+        &mut self,
+        batch: &MessageBatch,
+        checkpoint: Option<(&str, &[u8])>,
+    ) -> Result<(Appended, bool), StreamError> {
+        let _ = checkpoint;
+        Ok((self.append(batch).await?, false))
+    }
 }
 
 /// Reads one topic for one consumer group.
