@@ -1,6 +1,7 @@
 //! Shared harness for the end-to-end tests and benchmarks: builds the workspace's real
 //! binaries and plugin libraries once per test process and says where they are.
 
+pub mod daemon;
 pub mod local;
 
 use std::{
@@ -14,6 +15,7 @@ pub mod pg;
 /// Packages whose artifacts the tests use: the daemon and every plugin library.
 pub const ARTIFACT_PACKAGES: &[&str] = &[
     "ld-connectord",
+    "ld-supervisor",
     "stdout-sink",
     "random-source",
     "minimal-sink",

@@ -1,0 +1,2 @@
+//! Daemon reaction time and scale (filled in below).
+fn main() {}

@@ -1,0 +1,716 @@
+//! The daemon for real: a real `ld-supervisor serve` process and real `ld-connectord run`
+//! processes, driven through the real HTTP APIs (the supervisor's Main and Supervisor API,
+//! the node's local API). Tests and the reaction benchmark use only this module to start,
+//! kill, restart and watch processes.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use ld_supervisor::api::{InstanceItem, InstanceStatus, API_KEY_HEADER};
+use serde_json::{json, Value};
+
+use crate::{artifacts, daemon_binary, plugin_dir_with};
+
+/// The deployment every test uses (the seed's example id).
+pub const DEPLOYMENT: u64 = 611298765432109056;
+
+/// Path of the `ld-supervisor` binary.
+pub fn supervisor_binary() -> PathBuf {
+    artifacts().join("ld-supervisor")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or panics after `limit` naming
+/// `what` and the last thing `describe` says.
+pub fn wait_until<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if started.elapsed() > limit {
+            panic!(
+                "timed out after {limit:?} waiting for {what}; {}",
+                describe()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A blocking HTTP client: reqwest's async client on a runtime of its own (reqwest's
+/// `blocking` feature would change the daemon's feature set and rebuild it for tests).
+pub struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+/// An answer: status, ETag and body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status code.
+    pub status: u16,
+    /// The `ETag` header.
+    pub etag: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+impl Http {
+    /// A client with a 15 s timeout per request.
+    pub fn new() -> Self {
+        Http {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    /// The underlying client, to build requests.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<Answer> {
+        self.runtime.block_on(async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let etag = response
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = response.text().await?;
+            Ok(Answer { status, etag, body })
+        })
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sends SIGTERM and waits for the exit; returns (exited successfully, time to exit), or
+/// kills it and panics after `limit`.
+fn terminate(child: &mut Child, limit: Duration, log: impl Fn() -> String) -> (bool, Duration) {
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (status.success(), started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("did not exit within {limit:?} of SIGTERM; log:\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// CPU time (user + system) a process used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_sec: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_secs_f64(ticks as f64 / per_sec as f64)
+}
+
+/// A sink config reading `stream/topic` of the node's embedded log with the test sink's
+/// `plugin_config`.
+pub fn sink_config(topic: &str, plugin_config: Value) -> Value {
+    json!({"enabled": true,
+           "streams": [{"stream": "e2e", "topics": [topic], "schema": "json",
+                        "batch_length": 500, "poll_interval": "10ms"}],
+           "plugin_config": plugin_config})
+}
+
+/// A random source config writing into `stream/topic`.
+pub fn source_config(topic: &str, plugin_config: Value) -> Value {
+    json!({"enabled": true,
+           "streams": [{"stream": "e2e", "topic": topic, "schema": "json"}],
+           "plugin_config": plugin_config})
+}
+
+/// A real `ld-supervisor serve` process on 127.0.0.1 with its own data directory.
+pub struct Supervisor {
+    dir: tempfile::TempDir,
+    port: u16,
+    key: String,
+    node_ttl_secs: u64,
+    child: Option<Child>,
+    runs: u32,
+    http: Http,
+}
+
+impl Supervisor {
+    /// Starts a supervisor with a fresh data directory; its catalog holds the connectors
+    /// the tests use (`test` and `stdout` sinks, `random` source).
+    pub fn start() -> Self {
+        Self::start_with_ttl(30)
+    }
+
+    /// Same, with nodes counted as gone after `node_ttl_secs` without a sign of life.
+    pub fn start_with_ttl(node_ttl_secs: u64) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("catalog.json"),
+            serde_json::to_vec(&json!([
+                {"key": "test", "type": "sink", "name": "Test sink", "description": "fixture"},
+                {"key": "stdout", "type": "sink", "name": "Stdout sink", "description": "prints"},
+                {"key": "random", "type": "source", "name": "Random source", "description": "generates"}
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        let mut supervisor = Supervisor {
+            dir,
+            port: free_port(),
+            key: String::new(),
+            node_ttl_secs,
+            child: None,
+            runs: 0,
+            http: Http::new(),
+        };
+        supervisor.restart();
+        assert!(!supervisor.key.is_empty(), "the first start prints a key");
+        supervisor
+    }
+
+    /// Starts the process again on the same data directory and port (it must not run).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "supervisor already running");
+        self.runs += 1;
+        let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
+        let mut child = Command::new(supervisor_binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(self.dir.path().join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--catalog")
+            .arg(self.dir.path().join("catalog.json"))
+            .arg("--node-ttl-secs")
+            .arg(self.node_ttl_secs.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start ld-supervisor");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        for line in stdout.lines() {
+            let line = line.expect("supervisor stdout");
+            if let Some(key) = line.strip_prefix("ld-api-key: ") {
+                self.key = key.trim().to_string();
+            }
+            if line.starts_with("ld-supervisor listening on") {
+                break;
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ld-supervisor exited: {status}; log:\n{}", self.log());
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("supervisor running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The API key with every permission.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn log_path(&self, run: u32) -> PathBuf {
+        self.dir.path().join(format!("supervisor-{run}.log"))
+    }
+
+    /// Every log written so far.
+    pub fn log(&self) -> String {
+        (1..=self.runs)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+
+    fn main_api(&self) -> String {
+        format!(
+            "{}/tenants/1/divisions/1/environments/1/deployments/{DEPLOYMENT}/connectors",
+            self.url()
+        )
+    }
+
+    fn instances_url(&self) -> String {
+        format!(
+            "{}/deployments/{DEPLOYMENT}/connectors/instances",
+            self.url()
+        )
+    }
+
+    fn call(&self, request: reqwest::RequestBuilder, code: u16, what: &str) -> Answer {
+        let answer = self
+            .http
+            .send(request.header(API_KEY_HEADER, &self.key))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(answer.status, code, "{what}: {}", answer.body);
+        answer
+    }
+
+    /// Activates a connector through the Main API (asserts 202) and returns the new item.
+    pub fn activate(
+        &self,
+        instance_key: &str,
+        connector_key: &str,
+        connector_type: &str,
+        config: Value,
+    ) -> InstanceItem {
+        let request = self
+            .http
+            .client()
+            .post(format!("{}/activate", self.main_api()))
+            .json(
+                &json!({"connector_key": connector_key, "connector_type": connector_type,
+                          "instance_name": instance_key, "instance_key": instance_key,
+                          "config": config}),
+            );
+        self.call(request, 202, "activate")
+            .json()
+            .expect("activate answers the instance")
+    }
+
+    /// Deletes an instance (asserts 204).
+    pub fn delete(&self, id: u64) {
+        let request = self
+            .http
+            .client()
+            .delete(format!("{}/{id}", self.instances_url()));
+        self.call(request, 204, "delete");
+    }
+
+    /// Stores a new config version (asserts 202); returns the instance as answered.
+    pub fn set_config(&self, id: u64, config: Value) -> InstanceItem {
+        let request = self
+            .http
+            .client()
+            .put(format!("{}/{id}/config", self.instances_url()))
+            .json(&config);
+        self.call(request, 202, "set config")
+            .json()
+            .expect("config answers the instance")
+    }
+
+    /// Stops (`inactive`) or starts an instance (asserts 202).
+    pub fn stop_or_start(&self, id: u64, action: &str) {
+        let request = self
+            .http
+            .client()
+            .post(format!("{}/{id}/{action}", self.instances_url()));
+        self.call(request, 202, action);
+    }
+
+    /// The instance list as the seed's call returns it (status 200 asserted), with its
+    /// ETag.
+    pub fn list_raw(&self) -> Answer {
+        let request = self.http.client().get(self.instances_url());
+        self.call(request, 200, "list instances")
+    }
+
+    /// The instance list.
+    pub fn instances(&self) -> Vec<InstanceItem> {
+        self.list_raw().json().expect("instance list")
+    }
+
+    /// One instance of the list.
+    pub fn instance(&self, id: u64) -> Option<InstanceItem> {
+        self.instances().into_iter().find(|i| i.id == id)
+    }
+
+    /// Waits, with the long poll (`If-None-Match` + `wait`), until `done` holds for the
+    /// list; returns the list. Panics after `limit` with the last list.
+    pub fn watch(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut done: impl FnMut(&[InstanceItem]) -> bool,
+    ) -> Vec<InstanceItem> {
+        let started = Instant::now();
+        let mut etag: Option<String> = None;
+        let mut last: Vec<InstanceItem> = Vec::new();
+        loop {
+            let mut request = self
+                .http
+                .client()
+                .get(self.instances_url())
+                .header(API_KEY_HEADER, &self.key);
+            if let Some(etag) = &etag {
+                request = request
+                    .header("if-none-match", etag)
+                    .query(&[("wait", "1")]);
+            }
+            match self.http.send(request) {
+                Ok(answer) if answer.status == 200 => {
+                    etag = answer.etag.clone();
+                    if let Ok(list) = answer.json::<Vec<InstanceItem>>() {
+                        last = list;
+                        if done(&last) {
+                            return last;
+                        }
+                    }
+                }
+                Ok(answer) if answer.status == 304 => {}
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}; last list: {}",
+                    serde_json::to_string(&last).unwrap()
+                );
+            }
+        }
+    }
+
+    /// Waits until the supervisor shows instance `id` with `status`; returns it.
+    pub fn wait_status(&self, id: u64, status: InstanceStatus, limit: Duration) -> InstanceItem {
+        let list = self.watch(limit, &format!("instance {id} {status}"), |list| {
+            list.iter().any(|i| i.id == id && i.status == status)
+        });
+        list.into_iter().find(|i| i.id == id).unwrap()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Settings of a node's generated config; short intervals for fast tests.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Plugins copied into the node's plugin directory (`test_sink`, `random_source`, ...).
+    pub plugins: Vec<&'static str>,
+    /// `heartbeat_interval`.
+    pub heartbeat_interval: &'static str,
+    /// `long_poll_wait`.
+    pub long_poll_wait: &'static str,
+    /// `restart_backoff`.
+    pub restart_backoff: &'static str,
+    /// `restart_backoff_max`.
+    pub restart_backoff_max: &'static str,
+    /// `max_restarts`.
+    pub max_restarts: u32,
+    /// `shutdown_timeout`.
+    pub shutdown_timeout: &'static str,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            plugins: vec!["test_sink", "random_source", "stdout_sink"],
+            heartbeat_interval: "1s",
+            long_poll_wait: "5s",
+            restart_backoff: "100ms",
+            restart_backoff_max: "400ms",
+            max_restarts: 2,
+            shutdown_timeout: "10s",
+        }
+    }
+}
+
+/// A real `ld-connectord run --config <generated toml>` process with its own node id,
+/// state directory, plugin directory and local API port.
+pub struct Node {
+    /// The node id.
+    pub id: String,
+    dir: tempfile::TempDir,
+    plugins: tempfile::TempDir,
+    api_port: u16,
+    api_key: String,
+    child: Option<Child>,
+    runs: u32,
+    http: Http,
+}
+
+impl Node {
+    /// Starts a node of `supervisor`.
+    pub fn start(supervisor: &Supervisor, id: &str, options: NodeOptions) -> Self {
+        Self::start_at(&supervisor.url(), supervisor.key(), id, options)
+    }
+
+    /// Starts a node talking to the supervisor at `url` with `api_key`.
+    pub fn start_at(url: &str, api_key: &str, id: &str, options: NodeOptions) -> Self {
+        let mut node = Self::new(url, api_key, id, options);
+        node.restart();
+        node
+    }
+
+    /// A node that is configured but not started yet.
+    pub fn new(url: &str, api_key: &str, id: &str, options: NodeOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = plugin_dir_with(&options.plugins);
+        let api_port = free_port();
+        let toml = format!(
+            "supervisor_url = \"{url}\"\n\
+             deployment_id = {DEPLOYMENT}\n\
+             node_id = \"{id}\"\n\
+             plugin_dir = \"{plugins}\"\n\
+             state_dir = \"{state}\"\n\
+             api_listen = \"127.0.0.1:{api_port}\"\n\
+             heartbeat_interval = \"{hb}\"\n\
+             long_poll_wait = \"{lp}\"\n\
+             restart_backoff = \"{rb}\"\n\
+             restart_backoff_max = \"{rbm}\"\n\
+             max_restarts = {mr}\n\
+             shutdown_timeout = \"{st}\"\n",
+            plugins = plugins.path().display(),
+            state = dir.path().join("state").display(),
+            hb = options.heartbeat_interval,
+            lp = options.long_poll_wait,
+            rb = options.restart_backoff,
+            rbm = options.restart_backoff_max,
+            mr = options.max_restarts,
+            st = options.shutdown_timeout,
+        );
+        std::fs::write(dir.path().join("config.toml"), toml).unwrap();
+        Node {
+            id: id.to_string(),
+            dir,
+            plugins,
+            api_port,
+            api_key: api_key.to_string(),
+            child: None,
+            runs: 0,
+            http: Http::new(),
+        }
+    }
+
+    /// Starts the process (again) and waits until its local API answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        self.runs += 1;
+        let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
+        let child = Command::new(daemon_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .env("LD_CONNECTORD_API_KEY", &self.api_key)
+            .env("LD_CONNECTORD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ld-connectord run");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!("node {} exited: {status}; log:\n{}", self.id, self.log());
+            }
+            let health = self.http.client().get(format!("{}/health", self.api_url()));
+            if self.http.send(health).is_ok() {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "node {}'s local API did not answer; log:\n{}",
+                    self.id,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Base URL of the node's local API.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The node's plugin directory.
+    pub fn plugin_dir(&self) -> &Path {
+        self.plugins.path()
+    }
+
+    /// A path in the node's working directory (for sink output files).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node running").id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("node running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM; returns (exited successfully, time to exit); panics after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> (bool, Duration) {
+        let mut child = self.child.take().expect("node running");
+        terminate(&mut child, limit, || self.log())
+    }
+
+    fn log_path(&self, run: u32) -> PathBuf {
+        self.dir.path().join(format!("node-{run}.log"))
+    }
+
+    /// Every log written so far.
+    pub fn log(&self) -> String {
+        (1..=self.runs)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+
+    /// `GET /instances` of the local API.
+    pub fn instances(&self) -> Vec<Value> {
+        let request = self
+            .http
+            .client()
+            .get(format!("{}/instances", self.api_url()));
+        self.http
+            .send(request)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.json::<Vec<Value>>().map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| panic!("node {} /instances: {e}; log:\n{}", self.id, self.log()))
+    }
+
+    /// One instance of `/instances`.
+    pub fn instance(&self, id: u64) -> Option<Value> {
+        self.instances().into_iter().find(|v| v["id"] == id)
+    }
+
+    /// `GET /health`: (HTTP status, body).
+    pub fn health(&self) -> (u16, Value) {
+        let request = self.http.client().get(format!("{}/health", self.api_url()));
+        let answer = self.http.send(request).expect("health");
+        (answer.status, answer.json().unwrap_or(Value::Null))
+    }
+
+    /// Waits until `done` holds for the node's `/instances`.
+    pub fn wait_instances(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        wait_until(
+            limit,
+            &format!("{what} on node {}", self.id),
+            || {
+                let list = self.instances();
+                done(&list).then_some(list)
+            },
+            || {
+                format!(
+                    "node /instances: {}",
+                    serde_json::to_string(&self.instances()).unwrap()
+                )
+            },
+        )
+    }
+
+    /// Waits until the node shows instance `id` with local `status`; returns its view.
+    pub fn wait_status(&self, id: u64, status: &str, limit: Duration) -> Value {
+        let list = self.wait_instances(limit, &format!("instance {id} {status}"), |list| {
+            list.iter().any(|v| v["id"] == id && v["status"] == status)
+        });
+        list.into_iter().find(|v| v["id"] == id).unwrap()
+    }
+
+    /// Waits until the node no longer lists instance `id`.
+    pub fn wait_gone(&self, id: u64, limit: Duration) {
+        self.wait_instances(limit, &format!("instance {id} gone"), |list| {
+            list.iter().all(|v| v["id"] != id)
+        });
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
