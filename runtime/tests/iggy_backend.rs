@@ -232,6 +232,10 @@ async fn headers_schema_and_empty_payloads_round_trip() {
     let messages: Vec<_> = polled.batch.iter().collect();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0].entry().id, 7);
+    assert_eq!(messages[0].entry().timestamp_micros, 1_700_000_000_000_000);
+    assert_eq!(messages[0].entry().offset, 0);
+    assert_eq!(messages[1].entry().offset, 1);
+    assert!(messages[1].entry().timestamp_micros > 1_700_000_000_000_000);
     assert_eq!(messages[0].entry().schema, Schema::Json);
     assert_eq!(messages[0].payload(), b"{}");
     assert_eq!(

@@ -16,8 +16,12 @@
 //!   confirmation is handled by reading the partition's current offset right after the
 //!   send: exact with one producer per partition, approximate under concurrent producers
 //!   (logged at debug level).
-//! - **Messages**: payload bytes are sent as they are; the message id is carried; the
-//!   origin timestamp is the entry's timestamp when not zero. The schema goes in the
+//! - **Messages**: payload bytes are sent as they are; the message id is carried (the
+//!   server replaces id 0 with a random id); the entry's timestamp (now when 0) is the
+//!   Iggy origin timestamp, and reads return the origin timestamp (the server's append
+//!   time when a foreign producer left it 0). A batch whose timestamps span more than
+//!   Iggy's per-send limit (u32 microseconds, about 71 minutes) goes out in several sends
+//!   to the same partition. The schema goes in the
 //!   user header `ld-schema` (u8: 0 json, 1 raw, 2 text). Iggy refuses an empty payload,
 //!   so an empty payload is sent as one zero byte plus the header `ld-empty-payload`.
 //!   Other headers become Iggy user headers (raw values; keys 1..=255 bytes, values at
@@ -333,6 +337,29 @@ impl Producer for IggyProducer {
         let partition = self.partitions[self.next % self.partitions.len()];
         self.next = self.next.wrapping_add(1);
         let mut messages = to_iggy_messages(batch)?;
+        let mut first_offset = None;
+        let mut last_offset = 0;
+        // One send per batch, unless its timestamps span more than Iggy allows in one.
+        for chunk in timestamp_chunks(&messages) {
+            let (first, last) = self.send(partition, &mut messages[chunk]).await?;
+            first_offset.get_or_insert(first);
+            last_offset = last;
+        }
+        Ok(Appended {
+            partition,
+            first_offset: first_offset.unwrap_or(0),
+            last_offset,
+        })
+    }
+}
+
+impl IggyProducer {
+    /// Sends `messages` to `partition` in one call; their first and last offsets.
+    async fn send(
+        &self,
+        partition: u32,
+        messages: &mut [IggyMessage],
+    ) -> Result<(u64, u64), StreamError> {
         let count = messages.len() as u64;
         let response = self
             .client
@@ -340,7 +367,7 @@ impl Producer for IggyProducer {
                 &self.ids.stream,
                 &self.ids.topic,
                 &Partitioning::partition_id(partition),
-                &mut messages,
+                messages,
             )
             .await
             .map_err(|e| map_err("sending messages", e))?;
@@ -348,13 +375,8 @@ impl Producer for IggyProducer {
             .confirmations
             .iter()
             .find(|c| c.partition_id == partition)
-            .or(response.confirmations.first())
         {
-            return Ok(Appended {
-                partition: c.partition_id,
-                first_offset: c.base_offset,
-                last_offset: c.base_offset + count - 1,
-            });
+            return Ok((c.base_offset, c.base_offset + count - 1));
         }
         // No confirmation: the partition's current offset is the last message written
         // (exact unless another producer wrote to this partition meanwhile).
@@ -373,12 +395,32 @@ impl Producer for IggyProducer {
                 StreamError::Backend(format!("partition {partition} of {} is gone", self.topic))
             })?;
         debug!(topic = %self.topic, partition, last, "no send confirmation; offsets from the partition");
-        Ok(Appended {
-            partition,
-            first_offset: (last + 1).saturating_sub(count),
-            last_offset: last,
-        })
+        Ok(((last + 1).saturating_sub(count), last))
     }
+}
+
+/// Iggy stores origin timestamps as u32 deltas from the smallest one of a send.
+const MAX_TIMESTAMP_SPAN_MICROS: u64 = u32::MAX as u64;
+
+/// Consecutive runs of `messages` whose origin timestamps span at most
+/// [`MAX_TIMESTAMP_SPAN_MICROS`] (one run, the whole batch, in practice).
+fn timestamp_chunks(messages: &[IggyMessage]) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let (mut min, mut max) = (u64::MAX, 0);
+    for (i, m) in messages.iter().enumerate() {
+        let t = m.header.origin_timestamp;
+        let (lo, hi) = (min.min(t), max.max(t));
+        if hi - lo > MAX_TIMESTAMP_SPAN_MICROS {
+            chunks.push(start..i);
+            start = i;
+            (min, max) = (t, t);
+        } else {
+            (min, max) = (lo, hi);
+        }
+    }
+    chunks.push(start..messages.len());
+    chunks
 }
 
 fn schema_code(schema: Schema) -> u8 {
@@ -488,10 +530,17 @@ fn push_polled(
             }
         }
         let payload: &[u8] = if empty_payload { &[] } else { &message.payload };
+        // The producer's timestamp (as the embedded log keeps it); the server's append
+        // time when a foreign producer left it 0.
+        let timestamp = if h.origin_timestamp != 0 {
+            h.origin_timestamp
+        } else {
+            h.timestamp
+        };
         batch.push(
             h.id,
             h.offset,
-            h.timestamp,
+            timestamp,
             schema.unwrap_or(Schema::Raw),
             headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             payload,
@@ -779,5 +828,74 @@ fn map_err(what: &str, e: IggyError) -> StreamError {
         StreamError::Unavailable(format!("iggy: {what}: {e}"))
     } else {
         StreamError::Backend(format!("iggy: {what}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ts: &[u64]) -> Vec<IggyMessage> {
+        ts.iter()
+            .map(|&t| {
+                let mut m = IggyMessage::builder()
+                    .payload(Bytes::from_static(b"x"))
+                    .build()
+                    .unwrap();
+                m.header.origin_timestamp = t;
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timestamps_split_sends_only_beyond_the_span_limit() {
+        let max = MAX_TIMESTAMP_SPAN_MICROS;
+        assert_eq!(timestamp_chunks(&at(&[5, 1, max + 1])), vec![0..3]);
+        assert_eq!(timestamp_chunks(&at(&[5, max + 6, 6])), vec![0..1, 1..3]);
+        assert_eq!(
+            timestamp_chunks(&at(&[0, max * 3, 1, 2])),
+            vec![0..1, 1..2, 2..4]
+        );
+    }
+
+    #[test]
+    fn messages_carry_schema_headers_and_empty_payloads() {
+        let mut batch = MessageBatch::default();
+        batch.push(
+            3,
+            0,
+            42,
+            Schema::Text,
+            [("k", &b"v"[..]), ("e", &b""[..])],
+            b"",
+        );
+        let messages = to_iggy_messages(&batch).unwrap();
+        assert_eq!(messages[0].header.id, 3);
+        assert_eq!(messages[0].header.origin_timestamp, 42);
+        assert_eq!(&messages[0].payload[..], &[0]);
+        let polled = PolledMessages {
+            partition_id: 0,
+            current_offset: 0,
+            count: 1,
+            messages,
+        };
+        let mut back = MessageBatch::default();
+        assert_eq!(push_polled(&mut back, &polled, 0).unwrap(), Some(1));
+        let m = back.iter().next().unwrap();
+        assert_eq!(m.entry().schema, Schema::Text);
+        assert_eq!(m.entry().timestamp_micros, 42);
+        assert_eq!(m.payload(), b"");
+        assert_eq!(
+            m.headers().collect::<Vec<_>>(),
+            vec![("e", &b""[..]), ("k", &b"v"[..])]
+        );
+        let too_long = [0u8; 256];
+        let mut batch = MessageBatch::default();
+        batch.push(1, 0, 0, Schema::Raw, [("k", &too_long[..])], b"x");
+        assert!(matches!(
+            to_iggy_messages(&batch),
+            Err(StreamError::Backend(_))
+        ));
     }
 }
