@@ -343,3 +343,199 @@ async fn unreachable_server_is_unavailable() {
         Ok(_) => panic!("connected to nothing"),
     }
 }
+
+/// What the server stored for `group` on `partition`, through the plain client.
+async fn stored_offset(
+    config: &IggyConfig,
+    topic: &TopicRef,
+    group: &str,
+    partition: u32,
+) -> Option<u64> {
+    use iggy::prelude::{Client, ConsumerOffsetClient, Identifier, IggyClient, UserClient};
+    let client = IggyClient::builder()
+        .with_tcp()
+        .with_server_address(config.address.clone())
+        .build()
+        .unwrap();
+    client.connect().await.unwrap();
+    client
+        .login_user(&config.username, &config.password)
+        .await
+        .unwrap();
+    client
+        .get_consumer_offset(
+            &iggy::prelude::Consumer::group(Identifier::named(group).unwrap()),
+            &Identifier::named(&topic.stream).unwrap(),
+            &Identifier::named(&topic.topic).unwrap(),
+            Some(partition),
+        )
+        .await
+        .unwrap()
+        .map(|info| info.stored_offset)
+}
+
+#[tokio::test]
+async fn commit_stores_the_last_processed_offset() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config.clone());
+    let topic = TopicRef::new(unique("stored"), "events");
+    append_all(&backend, &topic, 1, 10).await;
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polls = read_exactly(consumer.as_mut(), 0, 10).await;
+    let p = polls[0].partition;
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, None);
+    // Nothing processed: nothing to store.
+    consumer.commit(p, 0).await.expect("commit");
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, None);
+    consumer.commit(p, 1).await.expect("commit");
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, Some(0));
+    consumer.commit(p, 10).await.expect("commit");
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, Some(9));
+}
+
+#[tokio::test]
+async fn concurrent_producers_get_exact_offsets() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config);
+    let topic = TopicRef::new(unique("concurrent"), "events");
+    let mut tasks = Vec::new();
+    for w in 0..4u64 {
+        let mut producer = backend.producer(&topic).await.expect("producer");
+        tasks.push(tokio::spawn(async move {
+            let mut ranges = Vec::new();
+            for b in 0..20u64 {
+                let base = (w * 20 + b) * 50;
+                let a = producer
+                    .append(&batch(base..base + 50))
+                    .await
+                    .expect("append");
+                assert_eq!(a.last_offset - a.first_offset, 49);
+                ranges.push((a.first_offset, base));
+            }
+            ranges
+        }));
+    }
+    // offset -> message index, from what append reported.
+    let mut expected = std::collections::HashMap::new();
+    for t in tasks {
+        for (first, base) in t.await.unwrap() {
+            for k in 0..50 {
+                assert!(
+                    expected.insert(first + k, base + k).is_none(),
+                    "offset reported twice"
+                );
+            }
+        }
+    }
+    assert_eq!(expected.len(), 4000);
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let mut seen = 0;
+    while seen < 4000 {
+        let polled = consumer
+            .poll(1000, Duration::from_secs(2))
+            .await
+            .expect("poll");
+        assert!(!polled.batch.is_empty(), "missing messages after {seen}");
+        for m in polled.batch.iter() {
+            let i = expected[&m.entry().offset];
+            assert_eq!(m.entry().id, u128::from(i) + 1);
+            assert_eq!(m.payload(), payload(i).as_slice());
+            seen += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_splits_partitions_and_takes_over_from_a_leaver() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(IggyConfig {
+        partitions: 3,
+        ..config
+    });
+    let topic = TopicRef::new(unique("partitions"), "events");
+    let mut producer = backend.producer(&topic).await.expect("producer");
+    let mut partitions = std::collections::BTreeSet::new();
+    for b in 0..6u64 {
+        let a = producer
+            .append(&batch(b * 10..b * 10 + 10))
+            .await
+            .expect("append");
+        assert_eq!(a.first_offset, b / 3 * 10, "round-robin over 3 partitions");
+        partitions.insert(a.partition);
+    }
+    assert_eq!(partitions.len(), 3);
+
+    // Alone in its group: reads all 60, every batch from one partition, in order.
+    let mut alone = backend.consumer(&topic, "solo").await.expect("consumer");
+    let mut ids = Vec::new();
+    let mut from = std::collections::HashMap::new();
+    while ids.len() < 60 {
+        let polled = alone.poll(100, Duration::from_secs(2)).await.expect("poll");
+        assert!(!polled.batch.is_empty(), "stalled at {}", ids.len());
+        for m in polled.batch.iter() {
+            let next = from.entry(polled.partition).or_insert(0);
+            assert_eq!(m.entry().offset, *next);
+            *next += 1;
+            ids.push(m.entry().id);
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=60).collect::<Vec<u128>>());
+
+    // Two members: disjoint shares that cover everything.
+    let mut a = backend.consumer(&topic, "pair").await.expect("consumer");
+    let mut b = backend.consumer(&topic, "pair").await.expect("consumer");
+    let mut got = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while got.len() < 60 && Instant::now() < deadline {
+        for (name, c) in [("a", &mut a), ("b", &mut b)] {
+            let polled = c.poll(100, Duration::from_millis(100)).await.expect("poll");
+            for m in polled.batch.iter() {
+                got.insert(m.entry().id, (name, polled.partition));
+            }
+        }
+    }
+    assert_eq!(got.len(), 60, "the pair read everything");
+    let by_a: std::collections::BTreeSet<u32> = got
+        .values()
+        .filter(|(n, _)| *n == "a")
+        .map(|(_, p)| *p)
+        .collect();
+    let by_b: std::collections::BTreeSet<u32> = got
+        .values()
+        .filter(|(n, _)| *n == "b")
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(by_a.is_disjoint(&by_b), "a {by_a:?} b {by_b:?}");
+    assert!(
+        !by_a.is_empty() && !by_b.is_empty(),
+        "a {by_a:?} b {by_b:?}"
+    );
+
+    // b commits nothing and leaves: a takes over b's partitions from the start.
+    drop(b);
+    let expected = 20 * by_b.len();
+    let mut again = 0;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while again < expected && Instant::now() < deadline {
+        let polled = a.poll(100, Duration::from_millis(200)).await.expect("poll");
+        if !polled.batch.is_empty() {
+            assert!(
+                by_b.contains(&polled.partition),
+                "partition {}",
+                polled.partition
+            );
+            again += polled.batch.len();
+        }
+    }
+    assert_eq!(again, expected, "b's uncommitted messages went to a");
+}
