@@ -35,9 +35,11 @@
 //!   offset (Iggy stores the last processed offset), or at 0 when none is stored. It polls
 //!   with explicit offsets from its own in-memory position and never auto-commits; a
 //!   `poll` with nothing to read retries every [`IggyConfig::poll_interval`] until
-//!   `wait` ran out (the server has no push). After a rebalance or a reconnect it
-//!   re-joins / re-syncs its assignment, and a newly owned partition starts again at the
-//!   committed offset.
+//!   `wait` ran out (the server has no push). It re-reads its assignment every
+//!   [`IggyConfig::assignment_refresh`] while polling, and at once after a fenced poll
+//!   or a reconnect (re-joining when the server forgot it); a newly owned partition
+//!   starts again at the committed offset, a lost one is dropped. A dropped consumer
+//!   leaves the group (in a spawned task) so its partitions move without delay.
 //! - **Commit**: `commit(p, next)` stores `next - 1` for the group (nothing to store
 //!   when `next` is 0).
 //! - **Errors**: connection failures are [`StreamError::Unavailable`], the rest
@@ -87,6 +89,9 @@ pub struct IggyConfig {
     pub partitions: u32,
     /// Pause between two polls that found nothing, while `poll` waits.
     pub poll_interval: Duration,
+    /// How often a consumer asks the server again which partitions it owns (to pick up
+    /// partitions of members that left, or of new partitions).
+    pub assignment_refresh: Duration,
     /// How often the client retries to (re)connect before a call fails as
     /// [`StreamError::Unavailable`].
     pub reconnect_retries: u32,
@@ -103,6 +108,7 @@ impl Default for IggyConfig {
             create_missing: true,
             partitions: 1,
             poll_interval: Duration::from_millis(20),
+            assignment_refresh: Duration::from_secs(1),
             reconnect_retries: 3,
             reconnect_interval: Duration::from_millis(500),
         }
@@ -292,6 +298,8 @@ impl StreamBackend for IggyBackend {
             cursor: 0,
             positions: HashMap::new(),
             poll_interval: self.config.poll_interval,
+            assignment_refresh: self.config.assignment_refresh,
+            last_sync: Instant::now(),
         };
         consumer.join().await?;
         consumer.sync().await?;
@@ -563,6 +571,8 @@ struct IggyConsumer {
     /// Next offset to read, per assigned partition (ahead of the committed one).
     positions: HashMap<u32, u64>,
     poll_interval: Duration,
+    assignment_refresh: Duration,
+    last_sync: Instant,
 }
 
 impl IggyConsumer {
@@ -581,6 +591,7 @@ impl IggyConsumer {
     /// Asks the server which partitions this member owns; re-joins when it is no
     /// longer a member (after a reconnect the server sees a new client).
     async fn sync(&mut self) -> Result<(), StreamError> {
+        self.last_sync = Instant::now();
         for attempt in 0..2 {
             let request = SyncConsumerGroupRequest {
                 stream_id: wire_id(&self.ids.stream)?,
@@ -707,7 +718,7 @@ impl Consumer for IggyConsumer {
         let deadline = Instant::now() + wait;
         let max = max.max(1);
         loop {
-            if self.assigned.is_empty() {
+            if self.assigned.is_empty() || self.last_sync.elapsed() >= self.assignment_refresh {
                 self.sync().await?;
             }
             if let Some(polled) = self.poll_once(max).await? {
