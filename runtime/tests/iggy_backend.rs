@@ -539,3 +539,127 @@ async fn a_group_splits_partitions_and_takes_over_from_a_leaver() {
     }
     assert_eq!(again, expected, "b's uncommitted messages went to a");
 }
+
+/// A server of our own (binary from `IGGY_TEST_SERVER_BIN`) on `port`, data in `dir`.
+fn spawn_server(bin: &str, dir: &std::path::Path, port: u16) -> Server {
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} is taken"
+    );
+    let child = std::process::Command::new(bin)
+        .arg("--with-default-root-credentials")
+        .env("IGGY_SYSTEM_PATH", dir)
+        .env("IGGY_TCP_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("IGGY_HTTP_ENABLED", "false")
+        .env("IGGY_QUIC_ENABLED", "false")
+        .env("IGGY_WEBSOCKET_ENABLED", "false")
+        .env(
+            "IGGY_CONFIG_PATH",
+            std::env::var("IGGY_TEST_SERVER_CONFIG").unwrap_or_default(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start iggy-server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "iggy-server did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server(child)
+}
+
+/// Kills the server when a test fails half-way.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stops the server under a producer and a consumer: calls fail as transient, and the
+/// producer works again once the server is back. Needs `IGGY_TEST_SERVER_BIN` (and
+/// `IGGY_TEST_SERVER_CONFIG`, the server's config.toml) since it restarts a server.
+#[tokio::test]
+async fn a_server_outage_is_transient() {
+    let (Ok(bin), Some(config)) = (std::env::var("IGGY_TEST_SERVER_BIN"), config()) else {
+        println!("skipped: IGGY_TEST_SERVER_BIN or IGGY_TEST_ADDRESS is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = 18090;
+    let mut server = spawn_server(&bin, dir.path(), port);
+    let backend = IggyBackend::new(IggyConfig {
+        address: format!("127.0.0.1:{port}"),
+        reconnect_retries: 2,
+        reconnect_interval: Duration::from_millis(200),
+        ..config
+    });
+    let topic = TopicRef::new(unique("outage"), "events");
+    let mut producer = backend.producer(&topic).await.expect("producer");
+    producer.append(&batch(0..10)).await.expect("append");
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polls = read_exactly(consumer.as_mut(), 0, 10).await;
+    consumer
+        .commit(polls[0].partition, 5)
+        .await
+        .expect("commit");
+
+    // A clean stop (SIGTERM: the server flushes; a SIGKILL loses what the server's
+    // flush settings had not written yet).
+    stop(&mut server);
+    let started = Instant::now();
+    let e = producer
+        .append(&batch(10..20))
+        .await
+        .expect_err("append to nothing");
+    assert!(e.is_transient(), "append: {e}");
+    let e = consumer
+        .poll(10, Duration::from_millis(100))
+        .await
+        .expect_err("poll from nothing");
+    assert!(e.is_transient(), "poll: {e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut server = spawn_server(&bin, dir.path(), port);
+    // The same producer and consumer work again once the server is back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let appended = loop {
+        match producer.append(&batch(10..20)).await {
+            Ok(a) => break a,
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("append after the restart: {e}"),
+        }
+    };
+    assert_eq!(appended.first_offset, 10);
+    // Known limitation (server 0.9.0-edge.5): the consumer re-joins after the restart
+    // but the server still gives the partition to its member from before the restart
+    // (seen for 120 s), so it reads nothing. Only checked: it fails transiently or
+    // returns empty, never wrongly.
+    match consumer.poll(10, Duration::from_millis(200)).await {
+        Ok(p) => assert!(p.batch.is_empty() || p.batch.first_offset() == Some(10)),
+        Err(e) => assert!(e.is_transient(), "poll after the restart: {e}"),
+    }
+    drop(consumer);
+    // Data and the stream survived the restart: another group reads all 20.
+    let mut other = backend.consumer(&topic, "other").await.expect("consumer");
+    read_exactly(other.as_mut(), 0, 20).await;
+    stop(&mut server);
+}
+
+fn stop(server: &mut Server) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.0.wait().unwrap();
+}
