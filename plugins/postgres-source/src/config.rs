@@ -1,9 +1,5 @@
 //! The source's `plugin_config`, and helpers to check it before any I/O.
 
-use std::{fmt, str::FromStr, time::Duration};
-
-use tokio_postgres::config::{Host, SslMode};
-
 /// `plugin_config` of the PostgreSQL source.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,141 +89,14 @@ pub enum Mode {
     Cdc,
 }
 
-/// A table name split into schema and table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
-    /// Schema, `public` unless given.
-    pub schema: String,
-    /// Table.
-    pub table: String,
-}
-
-impl TableName {
-    /// Parses `table` or `schema.table`; parts may be double-quoted.
-    pub fn parse(text: &str) -> Result<TableName, String> {
-        let parts: Vec<&str> = text.trim().split('.').collect();
-        let unquote = |part: &str| -> Result<String, String> {
-            let part = part.trim();
-            let name = part
-                .strip_prefix('"')
-                .and_then(|p| p.strip_suffix('"'))
-                .unwrap_or(part);
-            if name.is_empty() || name.contains('"') || name.contains('\0') {
-                return Err(format!(
-                    "`{text}` is not a table name (expected `table` or `schema.table`)"
-                ));
-            }
-            Ok(name.to_string())
-        };
-        match parts.as_slice() {
-            [table] => Ok(TableName {
-                schema: "public".to_string(),
-                table: unquote(table)?,
-            }),
-            [schema, table] => Ok(TableName {
-                schema: unquote(schema)?,
-                table: unquote(table)?,
-            }),
-            _ => Err(format!(
-                "`{text}` is not a table name (expected `table` or `schema.table`)"
-            )),
-        }
-    }
-
-    /// The name quoted for SQL: `"schema"."table"`.
-    pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
-    }
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}.{}\"", self.schema, self.table)
-    }
-}
-
-/// Quotes an SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. \"500ms\", \"1s\", \"2m\")"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "`{text}` is not a duration (units: ms, s, m, h; e.g. \"500ms\")"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
-}
-
-/// A connection string made safe to print: `user@host:port/database`.
-pub fn describe_target(pg: &tokio_postgres::Config) -> String {
-    let user = pg.get_user().unwrap_or("?");
-    let host = match pg.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
-    let db = pg.get_dbname().unwrap_or(user);
-    format!("{user}@{host}:{port}/{db}")
-}
-
-/// Parses a connection string without echoing it: the error names the problem only.
-pub fn parse_connection_string(
-    text: &str,
-    application_name: &str,
-) -> Result<(tokio_postgres::Config, Option<String>), String> {
-    let mut pg = tokio_postgres::Config::from_str(text).map_err(|e| {
-        // tokio-postgres' parse errors name the bad key, never the value; scrub anyway.
-        let reason = e.to_string();
-        let reason = if reason.contains(text) {
-            "cannot be parsed".to_string()
-        } else {
-            reason
-        };
-        format!("not a valid PostgreSQL connection string ({reason}); expected postgres://user:password@host:5432/database")
-    })?;
-    if pg.get_user().is_none() {
-        return Err("names no user (postgres://USER:password@host/database)".to_string());
-    }
-    if pg.get_ssl_mode() == SslMode::Require {
-        return Err(
-            "asks for sslmode=require, but this connector does not support TLS yet (use sslmode=disable or prefer)"
-                .to_string(),
-        );
-    }
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(Duration::from_secs(10));
-    }
-    if pg.get_application_name().is_none() {
-        pg.application_name(application_name);
-    }
-    let password = pg
-        .get_password()
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .filter(|p| !p.is_empty());
-    Ok((pg, password))
-}
+pub use ld_postgres_common::{
+    describe_target, parse_connection_string, parse_duration, quote_ident, TableName,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn table_names() {

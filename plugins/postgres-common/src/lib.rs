@@ -1,0 +1,190 @@
+//! What the PostgreSQL sink and source share: table names, durations, connection
+//! strings that are never echoed, and how tokio-postgres errors read and whether they are
+//! worth a retry.
+
+use std::{error::Error as _, fmt, str::FromStr, time::Duration};
+
+use tokio_postgres::config::{Host, SslMode};
+
+/// A table name split into schema and table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    /// Schema, `public` unless given.
+    pub schema: String,
+    /// Table.
+    pub table: String,
+}
+
+impl TableName {
+    /// Parses `table` or `schema.table`; parts may be double-quoted.
+    pub fn parse(text: &str) -> Result<TableName, String> {
+        let parts: Vec<&str> = text.trim().split('.').collect();
+        let unquote = |part: &str| -> Result<String, String> {
+            let part = part.trim();
+            let name = part
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .unwrap_or(part);
+            if name.is_empty() || name.contains('"') || name.contains('\0') {
+                return Err(format!(
+                    "`{text}` is not a table name (expected `table` or `schema.table`)"
+                ));
+            }
+            Ok(name.to_string())
+        };
+        match parts.as_slice() {
+            [table] => Ok(TableName {
+                schema: "public".to_string(),
+                table: unquote(table)?,
+            }),
+            [schema, table] => Ok(TableName {
+                schema: unquote(schema)?,
+                table: unquote(table)?,
+            }),
+            _ => Err(format!(
+                "`{text}` is not a table name (expected `table` or `schema.table`)"
+            )),
+        }
+    }
+
+    /// The name quoted for SQL: `"schema"."table"`.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}.{}\"", self.schema, self.table)
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. \"500ms\", \"1s\", \"2m\")"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration (units: ms, s, m, h; e.g. \"500ms\")"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+/// A connection string made safe to print: `user@host:port/database`.
+pub fn describe_target(pg: &tokio_postgres::Config) -> String {
+    let user = pg.get_user().unwrap_or("?");
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let db = pg.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{db}")
+}
+
+/// Parses a connection string without echoing it: the error names the problem only.
+pub fn parse_connection_string(
+    text: &str,
+    application_name: &str,
+) -> Result<(tokio_postgres::Config, Option<String>), String> {
+    let mut pg = tokio_postgres::Config::from_str(text).map_err(|e| {
+        // tokio-postgres' parse errors name the bad key, never the value; scrub anyway.
+        let reason = e.to_string();
+        let reason = if reason.contains(text) {
+            "cannot be parsed".to_string()
+        } else {
+            reason
+        };
+        format!("not a valid PostgreSQL connection string ({reason}); expected postgres://user:password@host:5432/database")
+    })?;
+    if pg.get_user().is_none() {
+        return Err("names no user (postgres://USER:password@host/database)".to_string());
+    }
+    if pg.get_ssl_mode() == SslMode::Require {
+        return Err(
+            "asks for sslmode=require, but this connector does not support TLS yet (use sslmode=disable or prefer)"
+                .to_string(),
+        );
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(10));
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name(application_name);
+    }
+    let password = pg
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .filter(|p| !p.is_empty());
+    Ok((pg, password))
+}
+
+/// One line describing a tokio-postgres error: the server's message, detail, hint and
+/// where it happened, or the chain of causes of a client-side failure.
+pub fn describe(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        if let Some(place) = db.where_() {
+            text.push_str(&format!("; at {place}"));
+        }
+        return text.replace('\n', " ");
+    }
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Transient: the connection broke or timed out, the server is shutting down or
+/// starting, out of connections or resources, a serialization failure, deadlock or lock
+/// timeout. Everything else (authentication, missing database or table, wrong types,
+/// bad data) will fail again the same way.
+pub fn is_transient(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") // connection exception
+                || code.starts_with("53") // insufficient resources
+                || code.starts_with("57P") // admin/crash shutdown, cannot connect now
+                || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "58000" | "58030")
+        }
+        None => {
+            // Client-side: a closed connection, an I/O error or a timeout is transient;
+            // a configuration problem (e.g. the server wants a password we lack) is not.
+            let text = describe(err);
+            !(text.contains("invalid configuration") || text.contains("password missing"))
+        }
+    }
+}
