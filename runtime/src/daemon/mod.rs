@@ -264,7 +264,11 @@ pub async fn run(
                     Ok(catalog) => {
                         tracing::info!(connectors = catalog.entries().len(), "plugin directory changed: catalog reloaded");
                         manager.replace_catalog(Arc::new(catalog), &items).await;
-                        let _ = client.heartbeat(&config.node_id, &heartbeat_of(&manager)).await;
+                        // Announce the new catalog without holding up this loop.
+                        let (client, manager, node) = (client.clone(), manager.clone(), config.node_id.clone());
+                        tokio::spawn(async move {
+                            let _ = client.heartbeat(&node, &heartbeat_of(&manager)).await;
+                        });
                     }
                     Err(e) => tracing::error!(error = %e, "cannot reload plugins"),
                 }

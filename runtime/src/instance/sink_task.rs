@@ -33,6 +33,9 @@ pub struct SinkTask {
     pub metrics: Arc<InstanceMetrics>,
 }
 
+/// Longest a lone reader waits for data before polling again.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
 struct Reader {
     topic: TopicRef,
     consumer: Box<dyn Consumer>,
@@ -116,8 +119,13 @@ async fn poll_any(
     for i in 0..n {
         let idx = (*next + i) % n;
         let r = &mut readers[idx];
-        // With one reader, wait on it; with several, only wait after an idle round.
-        let wait = if n == 1 || idle {
+        // With one reader, wait on it: backends return as soon as data arrives (the
+        // embedded log is woken by the append), so a long wait costs no latency and
+        // keeps an idle sink from waking hundreds of times a second. With several,
+        // only wait after an idle round, and no longer than the poll interval.
+        let wait = if n == 1 {
+            r.poll_interval.max(IDLE_WAIT)
+        } else if idle {
             r.poll_interval
         } else {
             Duration::ZERO
