@@ -46,33 +46,35 @@ impl Outbox {
         let _ = self.tree.remove(instance_id.to_be_bytes());
     }
 
-    /// Sends every queued report once; returns how many are still waiting.
+    /// Sends every queued report once, several at a time; returns how many are still
+    /// waiting.
     pub async fn send_all(&self, client: &SupervisorClient) -> usize {
-        let mut failed = 0;
-        for entry in self.tree.iter() {
-            let Ok((key, value)) = entry else { continue };
-            let id = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
-            let report: StatusReport = match serde_json::from_slice(&value) {
-                Ok(r) => r,
-                Err(_) => {
+        use futures::StreamExt;
+        let queued: Vec<(sled::IVec, sled::IVec)> =
+            self.tree.iter().filter_map(Result::ok).collect();
+        let results = futures::stream::iter(queued)
+            .map(|(key, value)| async move {
+                let id = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+                let Ok(report) = serde_json::from_slice::<StatusReport>(&value) else {
                     let _ = self.tree.remove(&key);
-                    continue;
+                    return true;
+                };
+                match client.report_status(id, &report).await {
+                    Ok(()) => {
+                        // Remove only what was sent: a newer report stays queued.
+                        let _ = self.tree.compare_and_swap(&key, Some(value), None as Option<&[u8]>);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, instance_id = id, "status report not delivered yet");
+                        false
+                    }
                 }
-            };
-            match client.report_status(id, &report).await {
-                Ok(()) => {
-                    // Remove only what was sent: a newer report stays queued.
-                    let _ = self
-                        .tree
-                        .compare_and_swap(&key, Some(value), None as Option<&[u8]>);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, instance_id = id, "status report not delivered yet");
-                    failed += 1;
-                }
-            }
-        }
-        failed
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<bool>>()
+            .await;
+        results.into_iter().filter(|delivered| !delivered).count()
     }
 
     /// Delivers reports until `shutdown`, retrying with backoff while the supervisor is
