@@ -272,6 +272,18 @@ async fn cdc_resumes_from_saved_state_when_the_host_stopped_before_acknowledging
     for i in 1..=5 {
         pg.psql("shop", &format!("INSERT INTO t VALUES ({i})"));
     }
+    // Wait until all five transactions are decodable, so the first poll cannot see only
+    // some of them (peek does not consume).
+    for _ in 0..200 {
+        let commits = pg.psql(
+            "shop",
+            "SELECT count(*) FROM pg_logical_slot_peek_changes('ld_resume', NULL, NULL) WHERE data LIKE 'COMMIT%'",
+        );
+        if commits.parse::<u32>().unwrap_or(0) >= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // Batches hold whole transactions; batch_size 2 gives 2, 2, 1.
     let mut first = next_batch(&mut source).await;
     assert_eq!(first.len(), 2);
