@@ -188,3 +188,41 @@ pub fn is_transient(err: &tokio_postgres::Error) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names() {
+        let t = TableName::parse("orders").unwrap();
+        assert_eq!((t.schema.as_str(), t.table.as_str()), ("public", "orders"));
+        assert_eq!(t.to_string(), "\"public.orders\"");
+        let t = TableName::parse("sales.\"Orders\"").unwrap();
+        assert_eq!(t.quoted(), "\"sales\".\"Orders\"");
+        assert!(TableName::parse("a.b.c").is_err());
+        assert!(TableName::parse("").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 days").is_err());
+    }
+
+    #[test]
+    fn connection_strings_never_echo_the_password() {
+        let (pg, pw) = parse_connection_string("postgres://u:hunter22@db:5433/shop", "x").unwrap();
+        assert_eq!(pw.as_deref(), Some("hunter22"));
+        assert_eq!(describe_target(&pg), "u@db:5433/shop");
+        let err =
+            parse_connection_string("postgres://u:hunter22@db:notaport/shop", "x").unwrap_err();
+        assert!(!err.contains("hunter22"), "{err}");
+        let err = parse_connection_string("postgres://u:p@db/x?sslmode=require", "x").unwrap_err();
+        assert!(err.contains("TLS"), "{err}");
+    }
+}
