@@ -142,6 +142,48 @@ impl<'a> Attempts<'a> {
     }
 }
 
+/// A plugin instance that can be opened (both handle types).
+pub(crate) trait OpenPlugin {
+    /// See [`crate::plugin_host::SinkHandle::open`].
+    fn open(&mut self) -> impl std::future::Future<Output = Result<(), PluginError>> + Send;
+}
+
+impl OpenPlugin for crate::plugin_host::SinkHandle {
+    fn open(&mut self) -> impl std::future::Future<Output = Result<(), PluginError>> + Send {
+        crate::plugin_host::SinkHandle::open(self)
+    }
+}
+
+impl OpenPlugin for crate::plugin_host::SourceHandle {
+    fn open(&mut self) -> impl std::future::Future<Output = Result<(), PluginError>> + Send {
+        crate::plugin_host::SourceHandle::open(self)
+    }
+}
+
+/// Opens the plugin, retrying transient failures with backoff, and marks the instance
+/// opened; `Ok(false)` when `cancel` fired while waiting to retry.
+pub(crate) async fn open_plugin(
+    plugin: &mut impl OpenPlugin,
+    policy: &CallPolicy,
+    metrics: &InstanceMetrics,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<bool, TaskError> {
+    let mut attempts = Attempts::new(policy, "open", metrics);
+    loop {
+        match attempts.attempt(plugin.open()).await {
+            Step::Done(()) => break,
+            Step::Fail(e) => return Err(e),
+            Step::Retry(delay) => {
+                if !pause(delay, cancel).await {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    metrics.mark_opened();
+    Ok(true)
+}
+
 /// Sleeps for `delay`; `false` when `cancel` fired first.
 pub(crate) async fn pause(
     delay: std::time::Duration,

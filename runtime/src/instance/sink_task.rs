@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use ld_plugin_api::SinkBatch;
 use tokio_util::sync::CancellationToken;
 
-use super::{pause, Attempts, CallPolicy, InstanceMetrics, Step, TaskError};
+use super::{open_plugin, pause, Attempts, CallPolicy, InstanceMetrics, Step, TaskError};
 use crate::{
     config::SinkStream,
     plugin_host::SinkHandle,
@@ -55,19 +55,9 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
         policy,
         metrics,
     } = task;
-    let mut attempts = Attempts::new(&policy, "open", &metrics);
-    loop {
-        match attempts.attempt(plugin.open()).await {
-            Step::Done(()) => break,
-            Step::Fail(e) => return Err(e),
-            Step::Retry(delay) => {
-                if !pause(delay, &shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
+    if !open_plugin(&mut plugin, &policy, &metrics, &shutdown).await? {
+        return Ok(());
     }
-    metrics.mark_opened();
 
     let mut readers = Vec::new();
     for s in &streams {

@@ -11,7 +11,7 @@ use ld_plugin_api::RawSourceBatch;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{pause, Attempts, CallPolicy, InstanceMetrics, Step, TaskError};
+use super::{open_plugin, CallPolicy, InstanceMetrics, TaskError};
 use crate::{
     config::SourceStream,
     plugin_host::SourceHandle,
@@ -89,19 +89,9 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
         let producer = backend.producer(&topic).await?;
         producers.push((topic, producer));
     }
-    let mut attempts = Attempts::new(&policy, "open", &metrics);
-    loop {
-        match attempts.attempt(plugin.open()).await {
-            Step::Done(()) => break,
-            Step::Fail(e) => return Err(e),
-            Step::Retry(delay) => {
-                if !pause(delay, &shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
+    if !open_plugin(&mut plugin, &policy, &metrics, &shutdown).await? {
+        return Ok(());
     }
-    metrics.mark_opened();
 
     let (jobs, job_rx) = mpsc::channel::<Job>(1);
     let (done_tx, mut done) = mpsc::unbounded_channel::<Result<u64, TaskError>>();
