@@ -129,7 +129,7 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
         }
     }
 
-    let mut tasks: Vec<(String, CancellationToken, tokio::task::JoinHandle<_>)> = running
+    let mut tasks: Vec<Task> = running
         .into_iter()
         .map(|(key, r)| (key, r.stop, r.task))
         .collect();
@@ -139,15 +139,7 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        let mut still = Vec::new();
-        for (key, stop, task) in tasks {
-            if task.is_finished() {
-                failed += report(&key, task.await);
-            } else {
-                still.push((key, stop, task));
-            }
-        }
-        tasks = still;
+        tasks = reap(tasks, &mut failed).await;
     }
     // Stop what is left, with a deadline that names what is still draining.
     for (_, stop, _) in &tasks {
@@ -155,15 +147,7 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
     }
     let deadline = Instant::now() + opts.shutdown_timeout;
     while !tasks.is_empty() {
-        let mut still = Vec::new();
-        for (key, stop, task) in tasks {
-            if task.is_finished() {
-                failed += report(&key, task.await);
-            } else {
-                still.push((key, stop, task));
-            }
-        }
-        tasks = still;
+        tasks = reap(tasks, &mut failed).await;
         if tasks.is_empty() {
             break;
         }
@@ -179,6 +163,25 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
     }
     ctx.state.flush().await?;
     Ok(failed)
+}
+
+type Task = (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), crate::instance::TaskError>>,
+);
+
+/// Reports the tasks that ended (counting failures) and returns those still running.
+async fn reap(tasks: Vec<Task>, failed: &mut usize) -> Vec<Task> {
+    let mut still = Vec::new();
+    for (key, stop, task) in tasks {
+        if task.is_finished() {
+            *failed += report(&key, task.await);
+        } else {
+            still.push((key, stop, task));
+        }
+    }
+    still
 }
 
 fn report(

@@ -9,7 +9,7 @@ use std::{
 };
 
 use figment::{
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Env, Format, Toml},
     Figment,
 };
 use serde::{Deserialize, Serialize};
@@ -250,11 +250,6 @@ impl DaemonConfig {
             }
         }
         Ok(config)
-    }
-
-    /// Defaults for everything that has one, as a figment to merge settings into.
-    pub fn defaults() -> Figment {
-        Figment::from(Serialized::defaults(serde_json::json!({})))
     }
 }
 
