@@ -81,6 +81,60 @@ pub trait Sink: Send + Sized + 'static {
         batch: SinkBatch<'_>,
     ) -> impl Future<Output = Result<(), PluginError>> + Send;
 
+    /// Makes consumed batches durable, for sinks that hold messages across batches
+    /// (the role of Kafka Connect's `preCommit`); most sinks keep the default.
+    ///
+    /// The batches `consume` accepted are numbered from 1 since `open`; `consumed` is
+    /// the number of the last one. The host calls `flush` after each successful
+    /// `consume`, about once a second while no data arrives (only while some consumed
+    /// batch is not yet durable), and once with `closing = true` before `close` (then
+    /// write out everything held). Return the number of the last batch that is durable:
+    /// the host commits stream offsets only up to that batch, and delivers the later
+    /// ones again after a restart. An error is retried like a failed `consume`.
+    ///
+    /// The default says every consumed batch is durable, which is what `consume`
+    /// returning `Ok` means for a sink that writes each batch before returning.
+    ///
+    /// ```
+    /// use ld_plugin_api::{InstanceContext, PluginError, Sink, SinkBatch};
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct BufferConfig { every: u64 }
+    ///
+    /// /// Holds batches and writes them `every` batches at a time.
+    /// struct BufferSink { every: u64, held: Vec<Vec<u8>>, durable: u64 }
+    ///
+    /// impl Sink for BufferSink {
+    ///     type Config = BufferConfig;
+    ///     fn new(c: BufferConfig, _: &InstanceContext) -> Result<Self, PluginError> {
+    ///         Ok(BufferSink { every: c.every, held: Vec::new(), durable: 0 })
+    ///     }
+    ///     async fn consume(&mut self, batch: SinkBatch<'_>) -> Result<(), PluginError> {
+    ///         for m in batch.messages() {
+    ///             self.held.push(m.payload().to_vec()); // copy: the batch is borrowed
+    ///         }
+    ///         Ok(()) // held, not yet durable
+    ///     }
+    ///     async fn flush(&mut self, consumed: u64, closing: bool) -> Result<u64, PluginError> {
+    ///         if closing || consumed - self.durable >= self.every {
+    ///             // ... write self.held to the external system ...
+    ///             self.held.clear();
+    ///             self.durable = consumed;
+    ///         }
+    ///         Ok(self.durable)
+    ///     }
+    /// }
+    /// # fn main() {}
+    /// ```
+    fn flush(
+        &mut self,
+        consumed: u64,
+        closing: bool,
+    ) -> impl Future<Output = Result<u64, PluginError>> + Send {
+        let _ = closing;
+        async move { Ok(consumed) }
+    }
+
     /// Releases resources on shutdown.
     fn close(&mut self) -> impl Future<Output = Result<(), PluginError>> + Send {
         async { Ok(()) }

@@ -88,6 +88,10 @@ impl<S: Sink> SinkFfi for SinkAdapter<S> {
     fn close<'a>(&'a mut self) -> PluginFuture<'a, ()> {
         guard(|| self.0.close())
     }
+
+    fn flush<'a>(&'a mut self, consumed: u64, closing: bool) -> PluginFuture<'a, u64> {
+        guard(move || self.0.flush(consumed, closing))
+    }
 }
 
 struct SourceAdapter<S>(S);

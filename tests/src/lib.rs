@@ -65,6 +65,34 @@ pub fn artifacts() -> &'static Path {
     })
 }
 
+/// Path of a plugin library built by the frozen workspace `tests/frozen` against an
+/// earlier `ld-plugin-api` (e.g. `frozen_plugin("abi_0_1_0_sink")`). Built once per
+/// process into `<target>/frozen`, with the same profile as the tests.
+pub fn frozen_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let profile = profile_dir();
+        let target_dir = profile.parent().expect("target dir").join("frozen");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build").arg("--quiet").arg("--locked");
+        let release = profile.file_name().is_some_and(|n| n == "release");
+        if release {
+            cmd.arg("--release");
+        }
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("frozen/Cargo.toml");
+        let status = cmd
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .status()
+            .expect("cannot run cargo to build the frozen plugins");
+        assert!(status.success(), "building {} failed", manifest.display());
+        target_dir.join(if release { "release" } else { "debug" })
+    });
+    dir.join(format!("libld_{name}.so"))
+}
+
 /// Path of a plugin library built from this workspace, e.g. `plugin("stdout_sink")`
 /// for `libld_stdout_sink.so`.
 pub fn plugin(name: &str) -> PathBuf {

@@ -34,6 +34,11 @@ impl LocalRun {
         }
     }
 
+    /// The directory the run loads plugins from (copy more libraries into it).
+    pub fn plugin_dir(&self) -> &Path {
+        self.plugins.path()
+    }
+
     /// A path inside the run's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -1,8 +1,9 @@
-//! The sink task: read a batch, transform it, hand it to the plugin, and only after the
-//! plugin succeeded commit its offset. The next batch is read while the plugin writes
-//! the current one.
+//! The sink task: read a batch, transform it, hand it to the plugin, and commit its
+//! offset only once the plugin says the batch is durable (`flush`: at once for most
+//! sinks, later for sinks that hold batches). The next batch is read while the plugin
+//! writes the current one.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use ld_plugin_api::SinkBatch;
 use tokio_util::sync::CancellationToken;
@@ -80,15 +81,30 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
         return Err(TaskError::Config("a sink needs at least one topic".into()));
     }
 
-    let result = consume_loop(
+    let mut ledger = Ledger::default();
+    let mut result = consume_loop(
         &mut readers,
         &transforms,
         &mut plugin,
+        &mut ledger,
         &policy,
         &metrics,
         &shutdown,
     )
     .await;
+    if result.is_ok() && ledger.holds_uncommitted() {
+        // Stopping: the plugin writes out what it holds, then those offsets commit.
+        result = ledger
+            .settle(
+                &mut readers,
+                &mut plugin,
+                true,
+                &policy,
+                &metrics,
+                &shutdown,
+            )
+            .await;
+    }
     let closed = tokio::time::timeout(policy.call_timeout, plugin.close()).await;
     match closed {
         Ok(Err(error)) => tracing::warn!(%error, "close failed"),
@@ -129,10 +145,106 @@ async fn poll_any(
     Ok(None)
 }
 
+/// Batches handed to the plugin whose offsets are not committed yet, in order.
+///
+/// Batches the plugin accepted are numbered from 1 (`consumed`); the plugin's `flush`
+/// says up to which number they are durable, and only those offsets are committed. A
+/// batch that transforms emptied entirely takes the number of the batch before it, so
+/// it commits together with that one.
+#[derive(Default)]
+struct Ledger {
+    consumed: u64,
+    durable: u64,
+    uncommitted: VecDeque<Uncommitted>,
+}
+
+struct Uncommitted {
+    seq: u64,
+    reader: usize,
+    partition: u32,
+    next_offset: u64,
+}
+
+impl Ledger {
+    /// Records a batch that went through: `handed` when the plugin consumed it.
+    fn record(&mut self, reader: usize, partition: u32, next_offset: u64, handed: bool) {
+        if handed {
+            self.consumed += 1;
+        }
+        self.uncommitted.push_back(Uncommitted {
+            seq: self.consumed,
+            reader,
+            partition,
+            next_offset,
+        });
+    }
+
+    fn holds_uncommitted(&self) -> bool {
+        !self.uncommitted.is_empty()
+    }
+
+    /// Asks the plugin what is durable (unless everything consumed already is) and
+    /// commits the offsets of those batches: the last offset per reader and partition.
+    async fn settle(
+        &mut self,
+        readers: &mut [Reader],
+        plugin: &mut SinkHandle,
+        closing: bool,
+        policy: &CallPolicy,
+        metrics: &InstanceMetrics,
+        shutdown: &CancellationToken,
+    ) -> Result<(), TaskError> {
+        if self.durable < self.consumed {
+            let mut attempts = Attempts::new(policy, "flush", metrics);
+            loop {
+                match attempts.attempt(plugin.flush(self.consumed, closing)).await {
+                    // A plugin cannot make more durable than it was given.
+                    Step::Done(durable) => {
+                        self.durable = durable.clamp(self.durable, self.consumed);
+                        break;
+                    }
+                    Step::Fail(e) => return Err(e),
+                    Step::Retry(delay) => {
+                        if !pause(delay, shutdown).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        let mut due: Vec<(usize, u32, u64)> = Vec::new();
+        while let Some(u) = self.uncommitted.front() {
+            if u.seq > self.durable {
+                break;
+            }
+            let u = self.uncommitted.pop_front().expect("front exists");
+            match due
+                .iter_mut()
+                .find(|(r, p, _)| *r == u.reader && *p == u.partition)
+            {
+                Some(entry) => entry.2 = u.next_offset,
+                None => due.push((u.reader, u.partition, u.next_offset)),
+            }
+        }
+        for (reader, partition, next_offset) in due {
+            commit(
+                &mut *readers[reader].consumer,
+                partition,
+                next_offset,
+                policy,
+                shutdown,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 async fn consume_loop(
     readers: &mut [Reader],
     transforms: &[Transform],
     plugin: &mut SinkHandle,
+    ledger: &mut Ledger,
     policy: &CallPolicy,
     metrics: &InstanceMetrics,
     shutdown: &CancellationToken,
@@ -156,6 +268,12 @@ async fn consume_loop(
                     }
                     None => {
                         idle = true;
+                        // Nothing new: a sink holding batches may have some due by now.
+                        if ledger.holds_uncommitted() {
+                            ledger
+                                .settle(readers, plugin, false, policy, metrics, shutdown)
+                                .await?;
+                        }
                         continue;
                     }
                 }
@@ -183,18 +301,13 @@ async fn consume_loop(
         match delivered? {
             // Abandoned on shutdown before the plugin succeeded: not committed, so the
             // batch comes again after a restart.
-            false => return Ok(()),
-            true => {
-                commit(
-                    &mut *readers[idx].consumer,
-                    partition,
-                    next_offset,
-                    policy,
-                    shutdown,
-                )
-                .await?
-            }
+            Delivered::Abandoned => return Ok(()),
+            Delivered::Consumed => ledger.record(idx, partition, next_offset, true),
+            Delivered::AllFiltered => ledger.record(idx, partition, next_offset, false),
         }
+        ledger
+            .settle(readers, plugin, false, policy, metrics, shutdown)
+            .await?;
         let prefetched = prefetched?;
         if !prefetched.batch.is_empty() {
             pending = Some((idx, prefetched));
@@ -205,7 +318,17 @@ async fn consume_loop(
     }
 }
 
-/// Transforms and hands one batch to the plugin; `Ok(false)` when abandoned at shutdown.
+/// What became of one polled batch.
+enum Delivered {
+    /// The plugin consumed it.
+    Consumed,
+    /// Transforms dropped every message: nothing to write, the offset still moves on.
+    AllFiltered,
+    /// Shutdown came while waiting to retry it.
+    Abandoned,
+}
+
+/// Transforms and hands one batch to the plugin.
 async fn deliver(
     topic: &TopicRef,
     polled: Polled,
@@ -214,7 +337,7 @@ async fn deliver(
     policy: &CallPolicy,
     metrics: &InstanceMetrics,
     shutdown: &CancellationToken,
-) -> Result<bool, TaskError> {
+) -> Result<Delivered, TaskError> {
     let before = polled.batch.len();
     let batch = transform::apply(transforms, polled.batch)?;
     let dropped = before - batch.len();
@@ -224,8 +347,7 @@ async fn deliver(
             .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
     }
     if batch.is_empty() {
-        // Everything was filtered out: nothing to write, the offset still moves on.
-        return Ok(true);
+        return Ok(Delivered::AllFiltered);
     }
     let mut headers = Vec::new();
     batch.header_views(&mut headers);
@@ -241,14 +363,14 @@ async fn deliver(
             Step::Fail(e) => return Err(e),
             Step::Retry(delay) => {
                 if !pause(delay, shutdown).await {
-                    return Ok(false);
+                    return Ok(Delivered::Abandoned);
                 }
             }
         }
     }
     metrics.batch_latency.observe(started.elapsed());
     metrics.delivered(batch.len(), payload_bytes);
-    Ok(true)
+    Ok(Delivered::Consumed)
 }
 
 async fn commit(

@@ -7,16 +7,13 @@
 
 use std::sync::Arc;
 
-use ld_plugin_api::{
-    ffi::{SinkBox, SourceBox},
-    PluginError, RawSourceBatch, SinkBatch,
-};
+use ld_plugin_api::{ffi::SourceBox, PluginError, RawSourceBatch, SinkBatch};
 
-use super::PluginLibrary;
+use super::{abi::SinkObject, PluginLibrary};
 
 /// A live sink instance.
 pub struct SinkHandle {
-    inner: SinkBox,
+    inner: SinkObject,
     library: Arc<PluginLibrary>,
 }
 
@@ -29,7 +26,7 @@ impl std::fmt::Debug for SinkHandle {
 }
 
 impl SinkHandle {
-    pub(super) fn new(inner: SinkBox, library: Arc<PluginLibrary>) -> Self {
+    pub(super) fn new(inner: SinkObject, library: Arc<PluginLibrary>) -> Self {
         Self { inner, library }
     }
 
@@ -40,17 +37,24 @@ impl SinkHandle {
 
     /// Connects the sink.
     pub async fn open(&mut self) -> Result<(), PluginError> {
-        self.inner.open().await.into_result()
+        self.inner.open().await
     }
 
-    /// Hands one batch to the plugin; `Ok` means it is written.
+    /// Hands one batch to the plugin; `Ok` means it is accepted (durable once `flush`
+    /// says so).
     pub async fn consume(&mut self, batch: SinkBatch<'_>) -> Result<(), PluginError> {
-        self.inner.consume(batch).await.into_result()
+        self.inner.consume(batch).await
+    }
+
+    /// Asks the sink how many of the `consumed` batches are durable (see
+    /// `Sink::flush`); a plugin built before `flush` existed answers `consumed`.
+    pub async fn flush(&mut self, consumed: u64, closing: bool) -> Result<u64, PluginError> {
+        self.inner.flush(consumed, closing).await
     }
 
     /// Closes the sink.
     pub async fn close(&mut self) -> Result<(), PluginError> {
-        self.inner.close().await.into_result()
+        self.inner.close().await
     }
 }
 

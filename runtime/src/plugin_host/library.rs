@@ -10,13 +10,13 @@ use std::{
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use ld_plugin_api::{
-    ffi::{ConnectorType, PluginInfo, PluginModRef, SinkInit, SourceInit, ABI_VERSION},
+    ffi::{ConnectorType, PluginInfo, SinkInit, SourceInit, ABI_VERSION},
     PluginError,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{handle::SinkHandle, handle::SourceHandle, host_log};
+use super::{abi::RootModule, handle::SinkHandle, handle::SourceHandle, host_log};
 
 /// Why a library was not loaded. Displays as one line naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,7 @@ impl PluginMeta {
 /// task, a thread-local destructor) after its last instance is gone.
 pub struct PluginLibrary {
     meta: PluginMeta,
-    module: PluginModRef,
+    module: RootModule,
     file: PathBuf,
     loaded_from: PathBuf,
     digest: String,
@@ -153,11 +153,9 @@ impl PluginLibrary {
         }
         let copy = content_addressed_copy(path, &bytes, &digest, cache_dir)?;
         let header = lib_header_from_path(&copy).map_err(|e| refused(summarise(&e)))?;
-        let module = header
-            .init_root_module::<PluginModRef>()
-            .map_err(|e| refused(summarise(&e)))?;
-        (module.attach_host())(host_log::host_api());
-        let meta = read_meta((module.info())()).map_err(refused)?;
+        let module = RootModule::init(header).map_err(|e| refused(summarise(&e)))?;
+        module.attach_host(host_log::host_api());
+        let meta = read_meta(module.info()).map_err(refused)?;
         let lib = Arc::new(PluginLibrary {
             meta,
             module,
@@ -195,7 +193,7 @@ impl PluginLibrary {
 
     /// Checks a `plugin_config` for one side without building an instance.
     pub fn validate_config(&self, side: ConnectorType, config: &str) -> Result<(), PluginError> {
-        (self.module.validate_config())(side, config.into()).into_result()
+        self.module.validate_config(side, config).into_result()
     }
 
     /// Builds a sink instance. The constructor runs on a blocking thread: it is plugin
@@ -209,11 +207,10 @@ impl PluginLibrary {
         let key = instance_key.to_string();
         let config = config.to_string();
         let built = tokio::task::spawn_blocking(move || {
-            (lib.module.new_sink())(SinkInit {
+            lib.module.new_sink(SinkInit {
                 instance_key: key.as_str().into(),
                 config: config.as_str().into(),
             })
-            .into_result()
         })
         .await
         .map_err(|e| PluginError::panicked(format!("sink constructor task failed: {e}")))?;
@@ -231,12 +228,13 @@ impl PluginLibrary {
         let key = instance_key.to_string();
         let config = config.to_string();
         let built = tokio::task::spawn_blocking(move || {
-            (lib.module.new_source())(SourceInit {
-                instance_key: key.as_str().into(),
-                config: config.as_str().into(),
-                state: state.as_deref().map(Into::into).into(),
-            })
-            .into_result()
+            lib.module
+                .new_source(SourceInit {
+                    instance_key: key.as_str().into(),
+                    config: config.as_str().into(),
+                    state: state.as_deref().map(Into::into).into(),
+                })
+                .into_result()
         })
         .await
         .map_err(|e| PluginError::panicked(format!("source constructor task failed: {e}")))?;

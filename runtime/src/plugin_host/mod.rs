@@ -6,6 +6,7 @@
 //! the first plugin for every path), from a content-addressed copy (so the original file
 //! can be replaced while loaded), and never unloaded.
 
+mod abi;
 mod catalog;
 mod handle;
 mod host_log;
