@@ -91,11 +91,13 @@ pub mod ffi;
 mod guard;
 mod logging;
 mod message;
+mod secret;
 mod source_batch;
 
 pub use connector::{InstanceContext, Sink, Source};
 pub use error::{ErrorKind, PluginError};
 pub use message::{Header, Message, Schema, SinkBatch};
+pub use secret::{Secret, SECRET_MARKER};
 pub use source_batch::{
     ByteRange, MessageSpec, RawSourceBatch, SourceBatch, SourceHeader, SourceMessage,
     SourceMessageRef,

@@ -2,6 +2,7 @@
 
 mod daemon;
 mod instance;
+pub mod secret_refs;
 
 pub use daemon::{DaemonConfig, DaemonConfigError, Secret, StreamSettings};
 pub use instance::{document, ConfigError, InstanceConfig, SinkStream, SourceStream, Streams};

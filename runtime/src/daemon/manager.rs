@@ -352,9 +352,11 @@ impl Manager {
     }
 }
 
-/// Whether retrying cannot help (the config is wrong).
+/// Whether retrying cannot help (the config is wrong, or names a secret this node
+/// does not have).
 fn permanent(error: &StartError) -> bool {
     matches!(error, StartError::Plugin(e) if e.kind() == ErrorKind::InvalidConfig)
+        || matches!(error, StartError::SecretRef(_))
 }
 
 async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: CancellationToken) {

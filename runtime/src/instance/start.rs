@@ -10,7 +10,10 @@ use tracing::Instrument;
 
 use super::{run_sink, run_source, CallPolicy, InstanceMetrics, SinkTask, SourceTask, TaskError};
 use crate::{
-    config::{InstanceConfig, Streams},
+    config::{
+        secret_refs::{self, SecretRefError},
+        InstanceConfig, Streams,
+    },
     plugin_host::Catalog,
     state::StateStore,
     stream::StreamBackend,
@@ -69,6 +72,9 @@ pub enum StartError {
     /// Local state could not be read.
     #[error("{0}")]
     State(#[from] crate::state::StateError),
+    /// A `${env:..}` or `${file:..}` reference in `plugin_config` could not be resolved.
+    #[error("{0}")]
+    SecretRef(#[from] SecretRefError),
 }
 
 /// Builds the plugin instance and spawns the task.
@@ -85,7 +91,12 @@ pub async fn start_instance(
             side: side.as_str(),
         })?
         .clone();
-    let plugin_config = spec.config.plugin_config.to_string();
+    // References are resolved here, on the node, and only the plugin sees the result.
+    let plugin_config = if secret_refs::has_references(&spec.config.plugin_config) {
+        secret_refs::resolve(&spec.config.plugin_config)?.to_string()
+    } else {
+        spec.config.plugin_config.to_string()
+    };
     let metrics = Arc::new(InstanceMetrics::default());
     let stop = CancellationToken::new();
     let span = tracing::info_span!(

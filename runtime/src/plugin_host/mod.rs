@@ -11,7 +11,9 @@ mod catalog;
 mod handle;
 mod host_log;
 mod library;
+mod secret_fields;
 
 pub use catalog::{Catalog, CatalogEntry};
 pub use handle::{SinkHandle, SourceHandle};
 pub use library::{ConnectorMeta, LoadError, PluginLibrary, PluginMeta};
+pub use secret_fields::secret_fields;
