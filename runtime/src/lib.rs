@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod instance;
 pub mod local;
 pub mod plugin_host;
+pub mod redact;
 pub mod standalone;
 pub mod state;
 pub mod stream;

@@ -95,6 +95,19 @@ fn resolve_string(s: &str, field: &str) -> Result<Option<String>, SecretRefError
     Ok(Some(out))
 }
 
+/// The references written in `s`, in order (`${env:A}`, `${file:/b}`).
+pub fn references(s: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = s;
+    while let Some(start) = find_reference(rest) {
+        let tail = &rest[start..];
+        let Some(end) = tail.find('}') else { break };
+        found.push(&tail[..=end]);
+        rest = &tail[end + 1..];
+    }
+    found
+}
+
 fn find_reference(s: &str) -> Option<usize> {
     match (s.find("${env:"), s.find("${file:")) {
         (Some(a), Some(b)) => Some(a.min(b)),

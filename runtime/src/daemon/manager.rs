@@ -99,6 +99,8 @@ impl Shared {
     }
 
     fn report(&self, item: &InstanceItem, status: InstanceStatus, reason: Option<String>) {
+        // A plugin may have put a secret into its error: it goes no further.
+        let reason = reason.map(|r| crate::redact::redact(&r));
         {
             let mut views = self.views.lock().expect("views lock");
             if let Some(view) = views.get_mut(&item.id) {

@@ -91,6 +91,13 @@ pub async fn start_instance(
             side: side.as_str(),
         })?
         .clone();
+    let schema = match side {
+        ConnectorType::Sink => library.meta().sink.as_ref(),
+        ConnectorType::Source => library.meta().source.as_ref(),
+    };
+    if let Some(meta) = schema {
+        crate::redact::register_config(&spec.config.plugin_config, &meta.secret_fields);
+    }
     // References are resolved here, on the node, and only the plugin sees the result.
     let plugin_config = if secret_refs::has_references(&spec.config.plugin_config) {
         secret_refs::resolve(&spec.config.plugin_config)?.to_string()

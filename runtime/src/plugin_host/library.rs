@@ -65,6 +65,8 @@ impl LoadError {
 pub struct ConnectorMeta {
     /// JSON Schema of its `plugin_config`.
     pub config_schema: serde_json::Value,
+    /// JSON Pointers of the fields the schema marks secret (`/password`).
+    pub secret_fields: Vec<String>,
 }
 
 /// A plugin's self-description in plain Rust types.
@@ -284,7 +286,10 @@ fn read_meta(info: PluginInfo) -> Result<PluginMeta, String> {
     let side = |spec: Option<ld_plugin_api::ffi::ConnectorSpec>, name: &str| {
         spec.map(|spec| {
             serde_json::from_str(spec.config_schema.as_str())
-                .map(|config_schema| ConnectorMeta { config_schema })
+                .map(|config_schema| ConnectorMeta {
+                    secret_fields: super::secret_fields(&config_schema),
+                    config_schema,
+                })
                 .map_err(|e| format!("the {name} config schema of `{key}` is not JSON: {e}"))
         })
         .transpose()
