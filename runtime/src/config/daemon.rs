@@ -108,8 +108,15 @@ impl Default for StreamSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Base URL of the Supervisor API.
+    /// Base URL of the Supervisor API (`http://` or `https://`).
     pub supervisor_url: String,
+    /// A PEM file of CA certificates to trust for an `https://` supervisor, in addition
+    /// to the system's roots (a private CA).
+    #[serde(default)]
+    pub supervisor_ca_file: Option<PathBuf>,
+    /// The certificates of `supervisor_ca_file`, read when the config is loaded.
+    #[serde(skip)]
+    pub supervisor_ca: Vec<reqwest::Certificate>,
     /// The deployment this node belongs to.
     pub deployment_id: u64,
     /// This node's id (default: the host name).
@@ -241,6 +248,23 @@ impl DaemonConfig {
                 "supervisor_url: `{}` is not an http(s) URL",
                 config.supervisor_url
             )));
+        }
+        if let Some(file) = &config.supervisor_ca_file {
+            let pem = std::fs::read(file).map_err(|e| {
+                DaemonConfigError(format!(
+                    "supervisor_ca_file: cannot read {}: {e}",
+                    file.display()
+                ))
+            })?;
+            config.supervisor_ca = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| {
+                    DaemonConfigError(format!(
+                        "supervisor_ca_file: {} holds no PEM certificate",
+                        file.display()
+                    ))
+                })?;
         }
         if let StreamSettings::Embedded { durability, .. } = &config.stream {
             if durability != "batch" && humantime::parse_duration(durability).is_err() {

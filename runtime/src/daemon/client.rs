@@ -51,13 +51,20 @@ pub struct SupervisorClient {
 }
 
 impl SupervisorClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str, deployment_id: u64, api_key: Secret) -> Self {
+    /// A client for `base` (e.g. `https://supervisor.example:8443`), trusting the
+    /// system's roots and `extra_roots` for TLS.
+    pub fn new(
+        base: &str,
+        deployment_id: u64,
+        api_key: Secret,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Self {
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        for cert in extra_roots {
+            http = http.add_root_certificate(cert.clone());
+        }
         Self {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .expect("HTTP client"),
+            http: http.build().expect("HTTP client"),
             base: base.trim_end_matches('/').to_string(),
             deployment_id,
             api_key,

@@ -187,6 +187,7 @@ pub async fn run(
         &config.supervisor_url,
         config.deployment_id,
         config.api_key.clone(),
+        &config.supervisor_ca,
     );
     let manager = Arc::new(Manager::new(
         Arc::new(load_catalog(&config)?),
