@@ -35,12 +35,12 @@ pub fn register_config(plugin_config: &Value, secret_fields: &[String]) {
     let mut values = Vec::new();
     for pointer in secret_fields {
         if let Some(Value::String(s)) = plugin_config.pointer(pointer) {
-            let resolved = secret_refs::resolve(&Value::String(s.clone()))
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| s.clone());
-            values.extend(embedded_passwords(&resolved));
-            values.push(resolved);
+            // A reference is not the secret: its resolved value is (an unresolvable one
+            // has none, and its reason must be able to name it).
+            if let Ok(Value::String(resolved)) = secret_refs::resolve(&Value::String(s.clone())) {
+                values.extend(embedded_passwords(&resolved));
+                values.push(resolved);
+            }
         }
     }
     collect_reference_values(plugin_config, &mut values);
