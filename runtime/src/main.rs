@@ -14,6 +14,7 @@ use ld_connectord::{
     standalone,
     stream::embedded::Durability,
 };
+use ld_supervisor::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -70,6 +71,12 @@ enum Command {
         /// Do not activate the demo pipeline.
         #[arg(long)]
         no_demo: bool,
+        /// Serve the supervisor over HTTPS with this PEM certificate (chain) ...
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// ... and this PEM private key.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Run connector instances from config files on this machine, with the embedded
     /// log and no control plane. Stops on SIGTERM or Ctrl-C.
@@ -140,6 +147,8 @@ fn main() -> ExitCode {
             listen,
             api_listen,
             no_demo,
+            tls_cert,
+            tls_key,
         } => run_standalone(standalone::StandaloneOptions {
             config,
             state_dir: state,
@@ -147,6 +156,9 @@ fn main() -> ExitCode {
             listen,
             api_listen,
             demo: !no_demo,
+            tls: tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
         }),
         Command::Local {
             plugins,

@@ -9,7 +9,7 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
 };
-use ld_supervisor::{auth::Permission, Supervisor, SupervisorConfig};
+use ld_supervisor::{auth::Permission, tls::TlsFiles, Supervisor, SupervisorConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DaemonConfig;
@@ -32,6 +32,9 @@ pub struct StandaloneOptions {
     pub api_listen: SocketAddr,
     /// Activate the demo pipeline.
     pub demo: bool,
+    /// Serve the supervisor over HTTPS from these PEM files (the daemon then trusts
+    /// the certificate's chain from the same file).
+    pub tls: Option<TlsFiles>,
 }
 
 fn default_plugin_dir() -> anyhow::Result<PathBuf> {
@@ -61,7 +64,14 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
 
     let supervisor = Supervisor::open(SupervisorConfig::new(state_dir.join("supervisor")))
         .context("cannot open the supervisor's state")?;
-    let api_key = supervisor.create_api_key(&Permission::ALL)?;
+    // The node's key can read secrets (it runs the instances); the key printed for the
+    // user cannot, so the API shows them masked.
+    let node_key = supervisor.create_api_key(&[Permission::Node])?;
+    let api_key = supervisor.create_api_key(&[
+        Permission::Manage,
+        Permission::Read,
+        Permission::KeysManage,
+    ])?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| {
@@ -70,16 +80,24 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
                 opts.listen
             )
         })?;
-    let supervisor_url = format!("http://{}", listener.local_addr()?);
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let supervisor_url = format!("{scheme}://{}", listener.local_addr()?);
     let supervisor_stop = shutdown.clone();
-    let supervisor_task =
-        tokio::spawn(supervisor.serve(listener, async move { supervisor_stop.cancelled().await }));
+    let tls = opts.tls.clone();
+    let supervisor_task = tokio::spawn(async move {
+        supervisor
+            .serve_with(listener, tls.as_ref(), async move {
+                supervisor_stop.cancelled().await
+            })
+            .await
+    });
 
     let mut figment = Figment::from(Serialized::defaults(serde_json::json!({
         "supervisor_url": supervisor_url,
         "deployment_id": DEPLOYMENT_ID,
         "node_id": "standalone",
-        "api_key": api_key,
+        "api_key": node_key,
+        "supervisor_ca_file": opts.tls.as_ref().map(|t| t.cert.clone()),
         "plugin_dir": plugin_dir,
         "state_dir": state_dir.join("node"),
         "api_listen": opts.api_listen,
@@ -121,7 +139,7 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
          \n  node local API:              http://{api}/health  /metrics  /instances\
          \n  plugins from:                {plugins}\
          \n  state in:                    {state}\
-         \n\nTry the API (any tenant, division and environment id works here):\
+         \n\nTry the API (any tenant, division and environment id works here{tls_hint}):\
          \n  curl -H \"ld-api-key: {api_key}\" \"{base}/connectors?type=sink&page=1&results=10\"\
          \n  curl -H \"ld-api-key: {api_key}\" {supervisor_url}/deployments/{DEPLOYMENT_ID}/connectors/instances\
          \n  curl -X POST -H \"ld-api-key: {api_key}\" -H \"Content-Type: application/json\" {base}/connectors/activate \\\
@@ -131,10 +149,14 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
         api = info.api_addr,
         plugins = plugin_dir.display(),
         state = state_dir.display(),
+        tls_hint = match &opts.tls {
+            Some(tls) => format!("; add `--cacert {}` to curl", tls.cert.display()),
+            None => String::new(),
+        },
     );
 
     if opts.demo {
-        activate_demo(&base, &api_key).await?;
+        activate_demo(&base, &api_key, &config.supervisor_ca).await?;
         eprintln!("Demo pipeline activated: random source -> embedded log -> stdout sink (messages on stdout).\n");
     }
 
@@ -144,8 +166,16 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
     result
 }
 
-async fn activate_demo(base: &str, api_key: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+async fn activate_demo(
+    base: &str,
+    api_key: &str,
+    roots: &[reqwest::Certificate],
+) -> anyhow::Result<()> {
+    let mut http = reqwest::Client::builder();
+    for cert in roots {
+        http = http.add_root_certificate(cert.clone());
+    }
+    let http = http.build()?;
     let instances = [
         serde_json::json!({
             "connector_key": "random", "connector_type": "source",

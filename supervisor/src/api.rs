@@ -203,6 +203,12 @@ pub struct PluginInfo {
     /// Plugin version.
     #[serde(default)]
     pub version: String,
+    /// The secret fields of the plugin's config: JSON Pointers into `plugin_config`
+    /// (`/password`, `/store/secret_access_key`; `*` matches every array item or member),
+    /// from the fields its JSON Schema marks `"writeOnly": true, "x-ld-secret": true`.
+    /// The supervisor never shows their values except to nodes (see `crate::secrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_fields: Vec<String>,
 }
 
 /// *Extension:* one instance's local status inside a heartbeat.
@@ -260,4 +266,57 @@ pub struct Problem {
     /// The one input field that was wrong, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// *Extension:* body of `POST /keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// What the key may do; a caller can only grant permissions it holds.
+    pub permissions: Vec<crate::auth::Permission>,
+    /// The deployments the key may act on (403 elsewhere); empty or omitted for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<u64>,
+    /// Expiry, milliseconds since the Unix epoch; after it the key is refused (401).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Expiry as seconds from now; an alternative to `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// A note for operators (what the key is for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// *Extension:* an API key as listed: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The key's id (the first 16 hex digits of its SHA-256); revoke it by this.
+    pub id: String,
+    /// What the key may do.
+    pub permissions: Vec<crate::auth::Permission>,
+    /// When it was created, milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// When it last authenticated a call (to the minute), milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<u64>,
+    /// When it expires, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The deployments it may act on; empty for all.
+    #[serde(default)]
+    pub deployments: Vec<u64>,
+    /// The operator's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// *Extension:* answer to `POST /keys`: the key (shown this once) and its listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    /// The API key; only its hash is stored, so this is the only time it is visible.
+    pub key: String,
+    /// The key as `GET /keys` lists it.
+    #[serde(flatten)]
+    pub info: KeyInfo,
 }

@@ -1,27 +1,43 @@
 //! API keys and permissions.
 //!
 //! A key is 32 random bytes shown once, hex-encoded with an `ldk_` prefix; the store keeps
-//! only its SHA-256, so a copy of the data directory does not leak usable keys. Keys are
-//! not scoped to a deployment: this is a reference control plane for one operator.
+//! only its SHA-256, so a copy of the data directory does not leak usable keys. A key's id
+//! is the first 16 hex digits of that hash: safe to show, list and revoke by. Keys may
+//! expire and may be bound to deployments (403 elsewhere). They are created, listed and
+//! revoked while the server runs, through `/keys` or `ld-supervisor keys`.
 //!
-//! Permission rules (the seed names the first two; the node permission is ours):
+//! Authentication hashes the presented key and looks the digest up (an attacker cannot
+//! steer a digest, so the lookup's timing says nothing about stored keys), then compares
+//! the digests in constant time. Unknown, revoked and expired keys get the same 401 body.
+//! An address that fails authentication too often within a minute gets 429 with
+//! `Retry-After` (see [`crate::ratelimit`]).
+//!
+//! Permission rules (the seed names the first two; the others are ours):
 //! - `deployment:connector:manage`: activate, delete, config, stop/start; also lets its
 //!   holder read (list the catalog and instances), and makes catalog entries `permitted`;
 //! - `deployment:connector:read`: list the catalog and the instances;
-//! - `deployment:node`: what a node does: list instances (long poll), report status, heartbeat.
+//! - `deployment:node`: what a node does: list instances (long poll) **with secret config
+//!   values shown** (nodes need them), report status, heartbeat. Give it to nodes only;
+//!   every other key sees secrets masked;
+//! - `supervisor:keys:manage`: create, list and revoke API keys (a key can only hand out
+//!   permissions it holds itself, and a key bound to deployments cannot manage keys).
 
 use std::fmt;
 use std::str::FromStr;
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::api::API_KEY_HEADER;
 use crate::problem::ApiError;
-use crate::Supervisor;
+use crate::ratelimit::retry_after_secs;
+use crate::{now_ms, Supervisor};
 
 /// A permission a key can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -35,11 +51,19 @@ pub enum Permission {
     /// `deployment:node`
     #[serde(rename = "deployment:node")]
     Node,
+    /// `supervisor:keys:manage`
+    #[serde(rename = "supervisor:keys:manage")]
+    KeysManage,
 }
 
 impl Permission {
     /// Every permission, for a key that may do anything.
-    pub const ALL: [Permission; 3] = [Permission::Manage, Permission::Read, Permission::Node];
+    pub const ALL: [Permission; 4] = [
+        Permission::Manage,
+        Permission::Read,
+        Permission::Node,
+        Permission::KeysManage,
+    ];
 
     /// The permission's name on the wire and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -47,6 +71,7 @@ impl Permission {
             Permission::Manage => "deployment:connector:manage",
             Permission::Read => "deployment:connector:read",
             Permission::Node => "deployment:node",
+            Permission::KeysManage => "supervisor:keys:manage",
         }
     }
 }
@@ -66,7 +91,7 @@ impl FromStr for Permission {
             .ok_or_else(|| {
                 format!(
                     "unknown permission `{s}` (use deployment:connector:manage, \
-                     deployment:connector:read or deployment:node)"
+                     deployment:connector:read, deployment:node or supervisor:keys:manage)"
                 )
             })
     }
@@ -84,13 +109,47 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Length of a key id: the first hex digits of the key's hash.
+pub const KEY_ID_LEN: usize = 16;
+
+/// The id of the key stored under `hash`.
+pub fn key_id(hash: &str) -> String {
+    hash[..KEY_ID_LEN.min(hash.len())].to_string()
+}
+
+/// The one answer for a key that is unknown, revoked or expired: no answer tells them apart.
+pub const INVALID_KEY: &str =
+    "invalid API key (unknown, revoked or expired); send a valid key in the `ld-api-key` header";
+
 /// The authenticated caller of a request: the permissions of its key.
 #[derive(Debug, Clone)]
 pub struct Caller {
     permissions: Vec<Permission>,
+    deployments: Vec<u64>,
+    key_id: String,
 }
 
 impl Caller {
+    /// The deployments the key is bound to; empty when it may act on every deployment.
+    pub fn deployments(&self) -> &[u64] {
+        &self.deployments
+    }
+
+    /// The id of the caller's key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Ok when the key may act on `deployment_id`, else 403.
+    pub fn require_deployment(&self, deployment_id: u64) -> Result<(), ApiError> {
+        if self.deployments.is_empty() || self.deployments.contains(&deployment_id) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "this API key is bound to other deployments than {deployment_id}"
+        )))
+    }
+
     /// True when the key holds `permission`.
     pub fn has(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission)
@@ -139,8 +198,15 @@ impl Needs for NodeCalls {
     const ANY: &'static [Permission] = &[Permission::Node];
 }
 
-/// An authenticated caller whose key holds one of `N::ANY`; extracted before the path and
-/// the body, so a caller without the right learns nothing from input errors (401/403 first).
+/// Key management: `supervisor:keys:manage`, with a key not bound to deployments.
+pub struct KeysCalls;
+impl Needs for KeysCalls {
+    const ANY: &'static [Permission] = &[Permission::KeysManage];
+}
+
+/// An authenticated caller whose key holds one of `N::ANY` and, when the path names a
+/// deployment, may act on it; extracted before the path and the body, so a caller without
+/// the right learns nothing from input errors (401/403 first).
 pub struct Authorized<N: Needs>(pub Caller, pub std::marker::PhantomData<N>);
 
 impl<N: Needs> FromRequestParts<Supervisor> for Authorized<N> {
@@ -149,6 +215,29 @@ impl<N: Needs> FromRequestParts<Supervisor> for Authorized<N> {
     async fn from_request_parts(parts: &mut Parts, state: &Supervisor) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(N::ANY)?;
+        if !caller.deployments.is_empty() {
+            let params = RawPathParams::from_request_parts(parts, state).await.ok();
+            let deployment = params
+                .as_ref()
+                .and_then(|p| p.iter().find(|(name, _)| *name == "deployment_id"))
+                .map(|(_, value)| value.to_string());
+            match deployment {
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(id) => caller.require_deployment(id)?,
+                    Err(_) => {
+                        return Err(ApiError::Forbidden(format!(
+                            "this API key is bound to deployments; `{raw}` is not one of them"
+                        )))
+                    }
+                },
+                None => {
+                    return Err(ApiError::Forbidden(
+                        "this API key is bound to deployments; this call is not about one"
+                            .to_string(),
+                    ))
+                }
+            }
+        }
         Ok(Authorized(caller, std::marker::PhantomData))
     }
 }
@@ -157,19 +246,51 @@ impl FromRequestParts<Supervisor> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Supervisor) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(API_KEY_HEADER) else {
-            return Err(ApiError::Unauthorized(format!(
-                "missing `{API_KEY_HEADER}` header; create a key with `ld-supervisor keys create`"
-            )));
-        };
-        let key = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("unknown API key".to_string()))?;
-        match state.store().key(&hash_key(key.trim()))? {
-            Some(record) => Ok(Caller {
-                permissions: record.permissions,
-            }),
-            None => Err(ApiError::Unauthorized("unknown API key".to_string())),
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        if let Some(wait) = state.auth_failures().blocked(addr) {
+            return Err(ApiError::TooManyRequests {
+                reason: "too many failed authentications from this address; retry later"
+                    .to_string(),
+                retry_after_secs: retry_after_secs(wait),
+            });
+        }
+        match authenticate(parts, state) {
+            Err(err @ ApiError::Unauthorized(_)) => {
+                state.auth_failures().record(addr);
+                tracing::warn!(addr = ?addr, "failed authentication");
+                Err(err)
+            }
+            other => other,
         }
     }
+}
+
+fn authenticate(parts: &Parts, state: &Supervisor) -> Result<Caller, ApiError> {
+    let Some(value) = parts.headers.get(API_KEY_HEADER) else {
+        return Err(ApiError::Unauthorized(format!(
+            "missing `{API_KEY_HEADER}` header; create a key with `ld-supervisor keys create`"
+        )));
+    };
+    let invalid = || ApiError::Unauthorized(INVALID_KEY.to_string());
+    let key = value.to_str().map_err(|_| invalid())?;
+    let hash = hash_key(key.trim());
+    let Some((stored_hash, record)) = state.store().key(&hash)? else {
+        return Err(invalid());
+    };
+    // The lookup found the digest; compare it again in constant time, so no code path
+    // decides on a short-circuiting comparison of key material.
+    let same: bool = stored_hash.as_bytes().ct_eq(hash.as_bytes()).into();
+    let now = now_ms();
+    if !same || record.expires_at_ms.is_some_and(|at| at <= now) {
+        return Err(invalid());
+    }
+    state.touch_key(&hash, now);
+    Ok(Caller {
+        permissions: record.permissions,
+        deployments: record.deployments,
+        key_id: key_id(&hash),
+    })
 }

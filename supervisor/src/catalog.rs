@@ -94,6 +94,7 @@ mod tests {
             name: key.into(),
             description: String::new(),
             version: "1".into(),
+            secret_fields: Vec::new(),
         };
         let live = NodeRecord {
             deployment_id: 1,

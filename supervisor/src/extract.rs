@@ -198,7 +198,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
                     crate::validate::key_like(name, value)?;
                     ids.node_id = Some(value.to_string());
                 }
-                // Tenant, division and environment only scope the Main API's paths here.
+                // Tenant, division and environment only scope the Main API's paths here, but
+                // they must still be ids.
+                "tenant_id" | "division_id" | "environment_id" => {
+                    crate::validate::key_like(name, value)?
+                }
                 _ => {}
             }
         }

@@ -10,7 +10,20 @@ use crate::problem::ApiError;
 use crate::status::{aggregate, LiveReport};
 use crate::store::{InstanceRecord, NodeRecord, StoreError};
 use crate::supervisor::now_ms;
-use crate::{validate, Supervisor};
+use crate::{secrets, validate, Supervisor};
+
+/// Who reads an instance: whether secret config values are shown or masked.
+///
+/// Only the instance list fetched with the node permission (`deployment:node`) shows the
+/// real values: nodes need them to run the instances. Every other answer (activate,
+/// config, stop/start, the list for users) shows each secret as [`secrets::MASK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Secrets masked: every answer to users.
+    Masked,
+    /// Secrets shown: the instance list for a key with the node permission.
+    Node,
+}
 
 /// A deployment's instances as the list call answers them.
 #[derive(Debug, Clone)]
@@ -25,9 +38,18 @@ pub struct InstanceList {
 }
 
 impl Supervisor {
-    /// The deployment's instances with their aggregated statuses.
-    pub fn list_instances(&self, deployment_id: u64) -> Result<InstanceList, StoreError> {
+    /// The deployment's instances with their aggregated statuses, secrets as `view` says.
+    pub fn list_instances(
+        &self,
+        deployment_id: u64,
+        view: View,
+    ) -> Result<InstanceList, StoreError> {
         let records = self.store().instances(deployment_id)?;
+        let secret_fields = match view {
+            View::Masked => self.store().secret_fields()?,
+            View::Node => Default::default(),
+        };
+        let no_fields = Default::default();
         let nodes = self.store().nodes(deployment_id)?;
         let now = now_ms();
         let ttl = self.config().node_ttl.as_millis() as u64;
@@ -47,7 +69,14 @@ impl Supervisor {
                     .map(|n| (n.node_id.as_str(), n.reports.get(&record.id)))
                     .collect();
                 let (status, reason) = aggregate(record.stopped, &record.config, &reports);
-                item(record, status, reason)
+                let mut item = item(record, status, reason);
+                if view == View::Masked {
+                    let fields = secret_fields
+                        .get(&(item.connector_key.clone(), item.connector_type))
+                        .unwrap_or(&no_fields);
+                    secrets::mask_config(&mut item.config.values, fields);
+                }
+                item
             })
             .collect();
         let body = serde_json::to_vec(&items).expect("items serialize");
@@ -59,9 +88,9 @@ impl Supervisor {
         })
     }
 
-    /// One instance as the list shows it.
+    /// One instance as the list shows it to users (secrets masked).
     pub fn instance_item(&self, deployment_id: u64, id: u64) -> Result<InstanceItem, ApiError> {
-        self.list_instances(deployment_id)?
+        self.list_instances(deployment_id, View::Masked)?
             .items
             .into_iter()
             .find(|i| i.id == id)
@@ -81,10 +110,11 @@ impl Supervisor {
         if let Some(name) = &req.instance_name {
             validate::name("instance_name", name)?;
         }
-        let values = req
+        let mut values = req
             .config
             .unwrap_or_else(|| Value::Object(Default::default()));
         validate::config("config", &values)?;
+        secrets::restore("config", &mut values, None)?;
         let catalog = self.catalog(deployment_id, false)?;
         let Some(entry) = catalog
             .iter()
@@ -175,14 +205,17 @@ impl Supervisor {
         &self,
         deployment_id: u64,
         id: u64,
-        values: Value,
+        mut values: Value,
     ) -> Result<InstanceItem, ApiError> {
         validate::config("config", &values)?;
         self.update(deployment_id, id, |record| {
+            // The mask sent back for a secret keeps the stored value.
+            secrets::restore("config", &mut values, Some(&record.config.values))?;
             record.config = InstanceConfig {
                 version: record.config.version + 1,
                 values,
             };
+            Ok(())
         })
     }
 
@@ -193,21 +226,24 @@ impl Supervisor {
         id: u64,
         stopped: bool,
     ) -> Result<InstanceItem, ApiError> {
-        self.update(deployment_id, id, |record| record.stopped = stopped)
+        self.update(deployment_id, id, |record| {
+            record.stopped = stopped;
+            Ok(())
+        })
     }
 
     fn update(
         &self,
         deployment_id: u64,
         id: u64,
-        change: impl FnOnce(&mut InstanceRecord),
+        change: impl FnOnce(&mut InstanceRecord) -> Result<(), ApiError>,
     ) -> Result<InstanceItem, ApiError> {
         let guard = self.write_lock();
         let mut record = self
             .store()
             .instance(deployment_id, id)?
             .ok_or_else(|| not_found(deployment_id, id))?;
-        change(&mut record);
+        change(&mut record)?;
         self.store().put_instance(&record)?;
         tracing::info!(
             deployment_id,

@@ -26,13 +26,17 @@ pub mod auth;
 pub mod catalog;
 pub mod extract;
 pub mod instances;
+pub mod keys;
 pub mod longpoll;
 pub mod nodes;
 pub mod problem;
+pub mod ratelimit;
 pub mod routes;
+pub mod secrets;
 pub mod status;
 pub mod store;
 mod supervisor;
+pub mod tls;
 pub mod validate;
 
 pub use store::CatalogEntry;

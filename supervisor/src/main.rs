@@ -10,6 +10,8 @@ use ld_supervisor::auth::Permission;
 use ld_supervisor::{CatalogEntry, Supervisor, SupervisorConfig};
 use tracing_subscriber::EnvFilter;
 
+mod keys_cli;
+
 #[derive(Parser)]
 #[command(
     name = "ld-supervisor",
@@ -38,25 +40,28 @@ enum Command {
         /// Seconds without a heartbeat after which a node counts as gone.
         #[arg(long, default_value_t = 30)]
         node_ttl_secs: u64,
+        /// Failed authentications allowed per client address and minute before it gets
+        /// 429 (0: no limit).
+        #[arg(long, default_value_t = 10)]
+        auth_failures_per_minute: u32,
+        /// PEM certificate chain (server certificate first): serve HTTPS.
+        #[arg(long, env = "LD_SUPERVISOR_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the certificate.
+        #[arg(long, env = "LD_SUPERVISOR_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Cap, in seconds, on a long poll's `wait` (at most 60).
+        #[arg(long, default_value_t = ld_supervisor::api::MAX_WAIT_SECS)]
+        max_wait_secs: u64,
     },
-    /// Manage API keys (stop the server first: the data directory is locked while it runs).
+    /// Manage API keys: directly in the data directory when no server runs on it, else
+    /// through the running server's API (`/keys`) with a key holding
+    /// supervisor:keys:manage (`--api-key` or LD_SUPERVISOR_API_KEY).
     Keys {
+        #[command(flatten)]
+        target: keys_cli::Target,
         #[command(subcommand)]
-        command: KeysCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create a key, print it once, store only its SHA-256.
-    Create {
-        /// Data directory (sled database).
-        #[arg(long, env = "LD_SUPERVISOR_DATA")]
-        data: PathBuf,
-        /// Comma-separated permissions: deployment:connector:manage,
-        /// deployment:connector:read, deployment:node.
-        #[arg(long, value_delimiter = ',', required = true)]
-        permissions: Vec<Permission>,
+        command: keys_cli::KeysCommand,
     },
 }
 
@@ -74,9 +79,24 @@ async fn main() -> anyhow::Result<()> {
             listen,
             catalog,
             node_ttl_secs,
+            auth_failures_per_minute,
+            max_wait_secs,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    // Load before anything else, so a bad certificate fails at once.
+                    ld_supervisor::tls::load_server_config(&cert, &key)?;
+                    Some(ld_supervisor::tls::TlsFiles { cert, key })
+                }
+                _ => None,
+            };
             let mut config = SupervisorConfig::new(&data);
             config.node_ttl = Duration::from_secs(node_ttl_secs.max(1));
+            config.auth_failures_per_minute = auth_failures_per_minute;
+            config.max_wait =
+                Duration::from_secs(max_wait_secs.min(ld_supervisor::api::MAX_WAIT_SECS));
             let supervisor = Supervisor::open(config)
                 .with_context(|| format!("opening data directory {}", data.display()))?;
             let entries = match &catalog {
@@ -97,30 +117,21 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            println!(
-                "ld-supervisor listening on http://{}",
-                listener.local_addr()?
-            );
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{}", listener.local_addr()?);
+            // Where `ld-supervisor keys` finds the server while the directory is locked.
+            let url_file = data.join(keys_cli::URL_FILE);
+            std::fs::write(&url_file, format!("{url}\n"))
+                .with_context(|| format!("writing {}", url_file.display()))?;
+            println!("ld-supervisor listening on {url}");
             supervisor
-                .serve(listener, async {
+                .serve_with(listener, tls.as_ref(), async {
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await?;
             Ok(())
         }
-        Command::Keys {
-            command: KeysCommand::Create { data, permissions },
-        } => {
-            let supervisor = Supervisor::open(SupervisorConfig::new(&data)).with_context(|| {
-                format!(
-                    "opening data directory {} (is ld-supervisor serve running on it?)",
-                    data.display()
-                )
-            })?;
-            let key = supervisor.create_api_key(&permissions)?;
-            println!("{key}");
-            Ok(())
-        }
+        Command::Keys { target, command } => keys_cli::run(target, command).await,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::instances::not_found;
 use crate::problem::ApiError;
 use crate::store::{NodeRecord, NodeReport, StoreError};
 use crate::supervisor::now_ms;
-use crate::{validate, Supervisor};
+use crate::{secrets, validate, Supervisor};
 
 impl Supervisor {
     /// True when `node` was heard from within the node TTL.
@@ -38,8 +38,33 @@ impl Supervisor {
         validate::key_like("node_id", node_id)?;
         for (i, plugin) in beat.plugins.iter().enumerate() {
             validate::key_like(&format!("plugins[{i}].key"), &plugin.key)?;
+            if plugin.secret_fields.len() > secrets::MAX_SECRET_FIELDS {
+                return Err(ApiError::invalid_field(
+                    format!("plugins[{i}].secret_fields"),
+                    format!(
+                        "plugins[{i}].secret_fields lists more than {} fields",
+                        secrets::MAX_SECRET_FIELDS
+                    ),
+                ));
+            }
+            for (j, pointer) in plugin.secret_fields.iter().enumerate() {
+                secrets::check_pointer(pointer).map_err(|reason| {
+                    let field = format!("plugins[{i}].secret_fields[{j}]");
+                    ApiError::invalid_field(field.clone(), format!("{field}: {reason}"))
+                })?;
+            }
         }
         let guard = self.write_lock();
+        let mut new_secrets = false;
+        for plugin in &beat.plugins {
+            if !plugin.secret_fields.is_empty() {
+                new_secrets |= self.store().add_secret_fields(
+                    &plugin.key,
+                    plugin.connector_type,
+                    &plugin.secret_fields,
+                )?;
+            }
+        }
         let previous = self.store().node(deployment_id, node_id)?;
         let mut reports = std::collections::BTreeMap::new();
         for local in beat.instances {
@@ -71,7 +96,8 @@ impl Supervisor {
         };
         let changed = previous.as_ref().map(|p| (&p.plugins, &p.reports))
             != Some((&record.plugins, &record.reports))
-            || previous.as_ref().is_none_or(|p| !self.is_live(p));
+            || previous.as_ref().is_none_or(|p| !self.is_live(p))
+            || new_secrets;
         self.store().put_node(&record)?;
         drop(guard);
         if changed {

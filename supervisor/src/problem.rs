@@ -49,6 +49,14 @@ pub enum ApiError {
     /// The body is larger than the server accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Too many failed authentications from the caller's address.
+    #[error("{reason}")]
+    TooManyRequests {
+        /// What to do.
+        reason: String,
+        /// Seconds until a call may succeed again (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// The store failed; the details are logged, not sent.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -74,6 +82,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +96,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict { .. } => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Store(_) => "internal",
         }
     }
@@ -125,6 +135,14 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         response
     }
 }

@@ -6,7 +6,7 @@
 //! Every write is flushed before the call answers: an instance a client saw accepted must
 //! survive a crash of the supervisor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -84,13 +84,25 @@ pub struct NodeRecord {
     pub last_seen_ms: u64,
 }
 
-/// An API key as stored: only its hash is kept.
+/// An API key as stored under its SHA-256: the key itself is never kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// What the key may do.
     pub permissions: Vec<Permission>,
     /// Supervisor clock, ms since the epoch.
     pub created_at_ms: u64,
+    /// After this (ms since the epoch) the key is refused like an unknown one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// The deployments the key may act on; empty for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<u64>,
+    /// A note for operators (what the key is for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When the key last authenticated a call (ms since the epoch, to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_ms: Option<u64>,
 }
 
 /// A connector known to the supervisor without any node having reported it.
@@ -108,6 +120,21 @@ pub struct CatalogEntry {
     pub description: String,
 }
 
+/// The secret fields nodes reported for one connector, accumulated over every report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretFieldsRecord {
+    /// Connector identifier.
+    pub key: String,
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub connector_type: ConnectorType,
+    /// JSON Pointers into `plugin_config`.
+    pub fields: BTreeSet<String>,
+}
+
+/// Secret-field pointers by connector key and type.
+pub type SecretFieldMap = HashMap<(String, ConnectorType), BTreeSet<String>>;
+
 /// The sled database and its trees.
 #[derive(Clone)]
 pub struct Store {
@@ -117,6 +144,7 @@ pub struct Store {
     keys: sled::Tree,
     catalog: sled::Tree,
     meta: sled::Tree,
+    secret_fields: sled::Tree,
 }
 
 const NEXT_INSTANCE_ID: &[u8] = b"next_instance_id";
@@ -146,6 +174,7 @@ impl Store {
             keys: db.open_tree("keys")?,
             catalog: db.open_tree("catalog")?,
             meta: db.open_tree("meta")?,
+            secret_fields: db.open_tree("secret_fields")?,
             db,
         })
     }
@@ -235,9 +264,59 @@ impl Store {
         self.flush()
     }
 
-    /// The key stored under a hash.
-    pub fn key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.keys.get(hash)?.map(|v| decode("keys", &v)).transpose()
+    /// The key stored under a hash, with the hash as stored.
+    pub fn key(&self, hash: &str) -> Result<Option<(String, KeyRecord)>, StoreError> {
+        match self.keys.get(hash)? {
+            Some(v) => Ok(Some((hash.to_string(), decode("keys", &v)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Every key as (hash, record), in hash order.
+    pub fn keys(&self) -> Result<Vec<(String, KeyRecord)>, StoreError> {
+        self.keys
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("keys", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The hashes of the keys whose hash starts with `prefix` (a key id).
+    pub fn key_hashes_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.keys
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Removes the key stored under `hash`; false when there was none.
+    pub fn remove_key(&self, hash: &str) -> Result<bool, StoreError> {
+        let existed = self.keys.remove(hash)?.is_some();
+        self.flush()?;
+        Ok(existed)
+    }
+
+    /// Notes that the key under `hash` was used at `now_ms`, unless it was removed
+    /// meanwhile (atomic, so a revoked key is never written back). Not flushed: a lost
+    /// last-use time costs nothing.
+    pub fn touch_key(&self, hash: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.keys.fetch_and_update(hash, |old| {
+            let old = old?;
+            match serde_json::from_slice::<KeyRecord>(old) {
+                Ok(mut record) => {
+                    record.last_used_ms = Some(now_ms);
+                    Some(encode(&record))
+                }
+                Err(_) => Some(old.to_vec()),
+            }
+        })?;
+        Ok(())
     }
 
     /// Stores a key under its hash.
@@ -264,5 +343,43 @@ impl Store {
         let key = format!("{}\0{}", entry.key, entry.connector_type);
         self.catalog.insert(key, encode(entry))?;
         self.flush()
+    }
+
+    /// Every connector's reported secret fields.
+    pub fn secret_fields(&self) -> Result<SecretFieldMap, StoreError> {
+        self.secret_fields
+            .iter()
+            .map(|kv| {
+                let record: SecretFieldsRecord = decode("secret_fields", &kv?.1)?;
+                Ok(((record.key, record.connector_type), record.fields))
+            })
+            .collect()
+    }
+
+    /// Adds reported secret fields of a connector to those already known (never removes
+    /// one: a field once secret stays masked). True when something was new.
+    pub fn add_secret_fields(
+        &self,
+        key: &str,
+        connector_type: ConnectorType,
+        fields: &[String],
+    ) -> Result<bool, StoreError> {
+        let tree_key = format!("{key}\0{connector_type}");
+        let mut record = match self.secret_fields.get(&tree_key)? {
+            Some(bytes) => decode("secret_fields", &bytes)?,
+            None => SecretFieldsRecord {
+                key: key.to_string(),
+                connector_type,
+                fields: BTreeSet::new(),
+            },
+        };
+        let before = record.fields.len();
+        record.fields.extend(fields.iter().cloned());
+        if record.fields.len() == before {
+            return Ok(false);
+        }
+        self.secret_fields.insert(tree_key, encode(&record))?;
+        self.flush()?;
+        Ok(true)
     }
 }

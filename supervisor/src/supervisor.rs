@@ -1,5 +1,6 @@
 //! The [`Supervisor`]: the store, the change channels and the settings behind the router.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{self, Permission};
 use crate::longpoll::Changes;
+use crate::ratelimit::AuthFailures;
 use crate::store::{CatalogEntry, KeyRecord, Store, StoreError};
 
 /// Settings of a supervisor.
@@ -23,16 +25,21 @@ pub struct SupervisorConfig {
     pub max_wait: Duration,
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub body_limit: usize,
+    /// Failed authentications allowed per client address within a minute before it gets
+    /// 429; 0 disables the limit.
+    pub auth_failures_per_minute: u32,
 }
 
 impl SupervisorConfig {
-    /// Defaults: node TTL 30 s, long polls up to 60 s, bodies up to 1 MiB.
+    /// Defaults: node TTL 30 s, long polls up to 60 s, bodies up to 1 MiB, 10 failed
+    /// authentications per address and minute.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         SupervisorConfig {
             data_dir: data_dir.into(),
             node_ttl: Duration::from_secs(30),
             max_wait: Duration::from_secs(crate::api::MAX_WAIT_SECS),
             body_limit: 1024 * 1024,
+            auth_failures_per_minute: 10,
         }
     }
 }
@@ -53,6 +60,9 @@ struct Inner {
     // alone would make each write atomic but not the check before it.
     writes: Mutex<()>,
     changes: Changes,
+    auth_failures: AuthFailures,
+    // Key hash -> when its last use was written, so a busy key is written once a minute.
+    key_uses: Mutex<HashMap<String, u64>>,
 }
 
 impl Supervisor {
@@ -63,9 +73,14 @@ impl Supervisor {
         Ok(Supervisor {
             inner: Arc::new(Inner {
                 store,
-                config,
                 writes: Mutex::new(()),
                 changes: Changes::default(),
+                auth_failures: AuthFailures::new(
+                    config.auth_failures_per_minute,
+                    Duration::from_secs(60),
+                ),
+                key_uses: Mutex::new(HashMap::new()),
+                config,
             }),
         })
     }
@@ -84,9 +99,54 @@ impl Supervisor {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, data = %self.inner.config.data_dir.display(), "supervisor serving");
         }
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
+    /// Serves the API over HTTPS on `listener` until `shutdown` completes; `tls` comes from
+    /// [`crate::tls::load_server_config`] (a PEM certificate chain and key).
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let listener = crate::tls::TlsListener::new(listener, tls)?;
+        if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
+            tracing::info!(%addr, data = %self.inner.config.data_dir.display(), "supervisor serving HTTPS");
+        }
+        // `tap_io` makes axum hand the peer address to the router (rate limiting).
+        axum::serve(
+            listener.tap_io(|_| {}),
+            self.router()
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
+    /// Serves over HTTPS when `tls` names a certificate and key, else plain HTTP: what
+    /// `ld-supervisor serve --tls-cert --tls-key` and an embedding daemon call.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        tls: Option<&crate::tls::TlsFiles>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        match tls {
+            Some(files) => {
+                let config = crate::tls::load_server_config(&files.cert, &files.key)?;
+                self.serve_tls(listener, config, shutdown).await?;
+            }
+            None => self.serve(listener, shutdown).await?,
+        }
+        Ok(())
     }
 
     /// Creates an API key with `permissions`, stores its hash, and returns the key itself:
@@ -98,6 +158,10 @@ impl Supervisor {
         let record = KeyRecord {
             permissions,
             created_at_ms: now_ms(),
+            expires_at_ms: None,
+            deployments: Vec::new(),
+            name: None,
+            last_used_ms: None,
         };
         self.inner.store.put_key(&auth::hash_key(&key), &record)?;
         tracing::info!(permissions = ?record.permissions, "API key created");
@@ -125,6 +189,32 @@ impl Supervisor {
 
     pub(crate) fn changes(&self) -> &Changes {
         &self.inner.changes
+    }
+
+    pub(crate) fn auth_failures(&self) -> &AuthFailures {
+        &self.inner.auth_failures
+    }
+
+    /// Records that the key under `hash` authenticated a call, at most once a minute.
+    pub(crate) fn touch_key(&self, hash: &str, now: u64) {
+        {
+            let mut uses = self
+                .inner
+                .key_uses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match uses.get(hash) {
+                Some(last) if now.saturating_sub(*last) < 60_000 => return,
+                _ => {}
+            }
+            if uses.len() > 10_000 {
+                uses.clear();
+            }
+            uses.insert(hash.to_string(), now);
+        }
+        if let Err(err) = self.inner.store.touch_key(hash, now) {
+            tracing::warn!(error = %err, "could not record a key's last use");
+        }
     }
 
     pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {

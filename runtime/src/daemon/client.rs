@@ -27,6 +27,19 @@ pub enum ClientError {
     BadAnswer(String),
 }
 
+/// The error with its causes (reqwest's own text says only "error sending request";
+/// the cause says why: refused, timed out, an untrusted certificate).
+fn unreachable(error: reqwest::Error) -> ClientError {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError::Unreachable(text)
+}
+
 /// One answer of the long poll.
 #[derive(Debug)]
 pub enum Assignment {
@@ -101,10 +114,7 @@ impl SupervisorClient {
                 .header(reqwest::header::IF_NONE_MATCH, etag)
                 .query(&[("wait", wait.as_secs().max(1))]);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        let response = request.send().await.map_err(unreachable)?;
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(Assignment::Unchanged),
             StatusCode::OK => {
@@ -113,10 +123,7 @@ impl SupervisorClient {
                     .get(reqwest::header::ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+                let body = response.bytes().await.map_err(unreachable)?;
                 let instances: Vec<InstanceItem> = serde_json::from_slice(&body)
                     .map_err(|e| ClientError::BadAnswer(format!("instance list: {e}")))?;
                 Ok(Assignment::Changed { etag, instances })
@@ -140,7 +147,7 @@ impl SupervisorClient {
             .json(report)
             .send()
             .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+            .map_err(unreachable)?;
         if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
             Ok(())
         } else {
@@ -158,7 +165,7 @@ impl SupervisorClient {
             .json(heartbeat)
             .send()
             .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+            .map_err(unreachable)?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -129,6 +129,7 @@ fn heartbeat_of(manager: &Manager) -> Heartbeat {
                 name: e.name,
                 description: e.description,
                 version: e.version,
+                secret_fields: e.secret_fields,
             })
             .collect(),
         instances: manager

@@ -31,6 +31,8 @@ pub struct CatalogEntry {
     pub digest: String,
     /// JSON Schema of the `plugin_config`.
     pub config_schema: serde_json::Value,
+    /// JSON Pointers of its secret fields (`/password`).
+    pub secret_fields: Vec<String>,
 }
 
 /// The libraries loaded from a plugin directory, and the files refused.
@@ -114,6 +116,7 @@ impl Catalog {
                     config_schema: spec
                         .map(|s| s.config_schema.clone())
                         .unwrap_or(serde_json::Value::Null),
+                    secret_fields: spec.map(|s| s.secret_fields.clone()).unwrap_or_default(),
                 }
             })
             .collect()

@@ -10,9 +10,9 @@ use axum::Json;
 use serde_json::Value;
 
 use crate::api::{ActivateRequest, InstanceItem};
-use crate::auth::{Authorized, ListCalls, ManageCalls};
+use crate::auth::{Authorized, ListCalls, ManageCalls, Permission};
 use crate::extract::{Ids, JsonBody, QueryMap};
-use crate::instances::InstanceList;
+use crate::instances::{InstanceList, View};
 use crate::problem::ApiError;
 use crate::Supervisor;
 
@@ -29,12 +29,18 @@ pub(super) async fn activate(
 /// The list, or with `If-None-Match` a conditional GET: 304 when nothing changed, and with
 /// `wait=<secs>` a long poll that answers as soon as the deployment changes.
 pub(super) async fn list(
-    _: Authorized<ListCalls>,
+    Authorized(caller, _): Authorized<ListCalls>,
     State(supervisor): State<Supervisor>,
     ids: Ids,
     query: QueryMap,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Nodes need the real secret values to run the instances; everybody else sees masks.
+    let view = if caller.has(Permission::Node) {
+        View::Node
+    } else {
+        View::Masked
+    };
     let max_wait = supervisor.config().max_wait;
     // Larger waits are capped rather than refused: a client asking for more is not wrong.
     let wait = query
@@ -51,7 +57,7 @@ pub(super) async fn list(
     let mut changes = supervisor.changes().subscribe(deployment_id);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let list = supervisor.list_instances(deployment_id)?;
+        let list = supervisor.list_instances(deployment_id, view)?;
         let unchanged = known
             .as_deref()
             .is_some_and(|k| etag_matches(k, &list.etag));

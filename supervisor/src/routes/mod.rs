@@ -11,6 +11,7 @@ use crate::Supervisor;
 mod catalog;
 mod fallback;
 mod instances;
+mod keys;
 mod nodes;
 
 /// Main API: the connector catalog of a deployment.
@@ -36,6 +37,11 @@ pub const INSTANCE_START: &str =
 /// *Extension:* node heartbeat.
 pub const NODE: &str = "/deployments/{deployment_id}/nodes/{node_id}";
 
+/// *Extension:* API keys: create (POST) and list (GET).
+pub const KEYS: &str = "/keys";
+/// *Extension:* one API key: revoke (DELETE).
+pub const KEY: &str = "/keys/{key_id}";
+
 /// Every route the supervisor serves, as (method, path) in OpenAPI path syntax.
 pub const ROUTES: &[(Method, &str)] = &[
     (Method::GET, CATALOG),
@@ -47,6 +53,9 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::POST, INSTANCE_STOP),
     (Method::POST, INSTANCE_START),
     (Method::PUT, NODE),
+    (Method::GET, KEYS),
+    (Method::POST, KEYS),
+    (Method::DELETE, KEY),
 ];
 
 fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
@@ -61,6 +70,9 @@ fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
         ("POST", INSTANCE_STOP) => on(filter, instances::stop),
         ("POST", INSTANCE_START) => on(filter, instances::start),
         ("PUT", NODE) => on(filter, nodes::heartbeat),
+        ("GET", KEYS) => on(filter, keys::list),
+        ("POST", KEYS) => on(filter, keys::create),
+        ("DELETE", KEY) => on(filter, keys::revoke),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }
@@ -69,11 +81,15 @@ fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
 pub fn router(supervisor: Supervisor) -> Router {
     let body_limit = supervisor.config().body_limit;
     let mut router = Router::new();
+    let mut by_path: Vec<(&str, MethodRouter<Supervisor>)> = Vec::new();
     for (method, path) in ROUTES {
-        router = router.route(
-            path,
-            handler(method, path).fallback(fallback::method_not_allowed),
-        );
+        match by_path.iter_mut().find(|(p, _)| p == path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler(method, path)),
+            None => by_path.push((path, handler(method, path))),
+        }
+    }
+    for (path, methods) in by_path {
+        router = router.route(path, methods.fallback(fallback::method_not_allowed));
     }
     router
         .fallback(fallback::not_found)
