@@ -124,6 +124,19 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
 }
 
 impl QueryMap {
+    /// An optional boolean parameter: `true` or `false`.
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(raw) => Err(ApiError::invalid_field(
+                name,
+                format!("{name} must be `true` or `false`, got `{raw}`"),
+            )),
+        }
+    }
+
     /// An optional unsigned integer parameter within `min..=max`.
     pub fn u64_in(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
         let Some(raw) = self.0.get(name) else {

@@ -32,11 +32,21 @@ fn leaks(text: &str) -> Option<&'static str> {
         .find(|secret| text.contains(secret))
 }
 
+/// The list as a user sees it (masked).
 async fn list_text(server: &Server, key: &str) -> String {
+    list_with(server, key, "").await
+}
+
+/// The list as a node asks for it: `reveal_secrets=true`.
+async fn node_list_text(server: &Server, key: &str) -> String {
+    list_with(server, key, "?reveal_secrets=true").await
+}
+
+async fn list_with(server: &Server, key: &str, query: &str) -> String {
     let response = server
         .req(
             Method::GET,
-            &format!("/deployments/{DEP}/connectors/instances"),
+            &format!("/deployments/{DEP}/connectors/instances{query}"),
             Some(key),
         )
         .send()
@@ -97,8 +107,24 @@ async fn secrets_are_masked_for_users_and_real_for_nodes() {
         assert_eq!(leaks(&text), None, "list leaks: {text}");
         assert!(text.contains(MASK), "{text}");
     }
+    // Without asking, even a key that could see them gets masks; a key without the node
+    // permission that asks is refused.
     for key in [&server.keys.node, &server.keys.admin] {
         let text = list_text(&server, key).await;
+        assert_eq!(leaks(&text), None, "unasked list leaks: {text}");
+    }
+    let refused = server
+        .req(
+            Method::GET,
+            &format!("/deployments/{DEP}/connectors/instances?reveal_secrets=true"),
+            Some(&server.keys.manage),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    for key in [&server.keys.node, &server.keys.admin] {
+        let text = node_list_text(&server, key).await;
         let list: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             list[0]["config"]["values"],
@@ -127,7 +153,7 @@ async fn secrets_are_masked_for_users_and_real_for_nodes() {
     let text = response.text().await.unwrap();
     assert_eq!(leaks(&text), None, "config answer leaks: {text}");
     let node_view: Value =
-        serde_json::from_str(&list_text(&server, &server.keys.node).await).unwrap();
+        serde_json::from_str(&node_list_text(&server, &server.keys.node).await).unwrap();
     let mut want = config();
     want["plugin_config"]["target_table"] = json!("orders_v2");
     assert_eq!(node_view[0]["config"]["values"], want, "mask round-trip");
@@ -192,7 +218,8 @@ async fn name_fallback_masks_before_any_node_reported() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let node: Value = serde_json::from_str(&list_text(&server, &server.keys.node).await).unwrap();
+    let node: Value =
+        serde_json::from_str(&node_list_text(&server, &server.keys.node).await).unwrap();
     assert_eq!(
         node[0]["config"]["values"]["plugin_config"]["connection_string"],
         format!("postgres://bob:{URL_PASSWORD}@db2.example.com/orders")

@@ -107,6 +107,8 @@ impl SupervisorClient {
         let mut request = self
             .http
             .get(self.url("/connectors/instances"))
+            // The node runs the instances: it needs the secret values the list masks.
+            .query(&[("reveal_secrets", "true")])
             .header(API_KEY_HEADER, self.api_key.expose())
             .timeout(wait + Duration::from_secs(10));
         if let Some(etag) = etag {

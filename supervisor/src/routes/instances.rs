@@ -35,11 +35,16 @@ pub(super) async fn list(
     query: QueryMap,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // Nodes need the real secret values to run the instances; everybody else sees masks.
-    let view = if caller.has(Permission::Node) {
-        View::Node
-    } else {
-        View::Masked
+    // Nodes need the real secret values to run the instances and ask for them; every
+    // other list (also one by a key that could ask) shows masks.
+    let view = match query.bool("reveal_secrets")? {
+        Some(true) if caller.has(Permission::Node) => View::Node,
+        Some(true) => {
+            return Err(ApiError::Forbidden(
+                "reveal_secrets=true needs the deployment:node permission".into(),
+            ))
+        }
+        _ => View::Masked,
     };
     let max_wait = supervisor.config().max_wait;
     // Larger waits are capped rather than refused: a client asking for more is not wrong.
