@@ -7,6 +7,9 @@
 //! Debian system) through `setpriv` from util-linux, and its directory is handed to that
 //! user. Binaries come from the newest `/usr/lib/postgresql/<version>/bin`, else `PATH`.
 //!
+//! [`PgCluster::start_with_tls`] starts one that serves TLS with a given certificate and
+//! accepts TCP connections over TLS only (`hostssl` in `pg_hba.conf`).
+//!
 //! ```no_run
 //! let Some(pg) = ld_e2e_tests::pg::PgCluster::start() else { return }; // prints "skipped: ..."
 //! pg.create_database("orders");
@@ -81,6 +84,24 @@ fn check(what: &str, output: std::io::Result<Output>) -> Output {
     output
 }
 
+/// The certificate (chain) and private key a TLS cluster serves, both PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate, optionally followed by intermediates.
+    pub cert_pem: String,
+    /// The server certificate's private key (PKCS#8 or traditional PEM).
+    pub key_pem: String,
+}
+
+/// `pg_hba.conf` of a TLS cluster: local sockets trusted, TCP only over TLS.
+const TLS_ONLY_HBA: &str = "\
+local all all trust
+local replication all trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostssl replication all 127.0.0.1/32 scram-sha-256
+hostssl all all ::1/128 scram-sha-256
+";
+
 /// A running PostgreSQL cluster, deleted on drop.
 pub struct PgCluster {
     root: tempfile::TempDir,
@@ -94,6 +115,18 @@ impl PgCluster {
     /// returns `None` when this machine has none. Panics when the binaries exist but the
     /// cluster cannot start (that is a broken test machine, not a skip).
     pub fn start() -> Option<PgCluster> {
+        PgCluster::start_inner(None)
+    }
+
+    /// As [`PgCluster::start`], with `ssl = on` serving `tls`'s certificate and key, and
+    /// a `pg_hba.conf` that refuses TCP connections without TLS (the refusal reads
+    /// `no pg_hba.conf entry for host ..., no encryption`). `psql` (libpq's default
+    /// `sslmode=prefer`) still connects.
+    pub fn start_with_tls(tls: &TlsFiles) -> Option<PgCluster> {
+        PgCluster::start_inner(Some(tls))
+    }
+
+    fn start_inner(tls: Option<&TlsFiles>) -> Option<PgCluster> {
         let Some(bin) = bin_dir() else {
             eprintln!("skipped: no PostgreSQL binaries");
             return None;
@@ -129,6 +162,10 @@ impl PgCluster {
                 .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
                 .output(),
         );
+        let tls_options = match tls {
+            None => String::new(),
+            Some(tls) => cluster.install_tls(tls),
+        };
         // A port picked now may be taken before the server binds it: try a few.
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -137,7 +174,7 @@ impl PgCluster {
                 "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
                  -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \
                  -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-                 -c max_connections=50 -c shared_buffers=128MB",
+                 -c max_connections=50 -c shared_buffers=128MB{tls_options}",
                 cluster.port,
                 cluster.root.path().display()
             );
@@ -164,6 +201,34 @@ impl PgCluster {
 
     fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
+    }
+
+    /// Writes the certificate and key (the key `0600` and owned by the server's user,
+    /// as PostgreSQL insists) and the TLS-only `pg_hba.conf`; returns the server options
+    /// that turn TLS on.
+    fn install_tls(&self, tls: &TlsFiles) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.root.path().join("server.crt");
+        let key = self.root.path().join("server.key");
+        let hba = self.data_dir().join("pg_hba.conf");
+        std::fs::write(&cert, &tls.cert_pem).expect("write the server certificate");
+        std::fs::write(&key, &tls.key_pem).expect("write the server key");
+        std::fs::write(&hba, TLS_ONLY_HBA).expect("write pg_hba.conf");
+        std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod the server certificate");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the server key");
+        if self.as_nobody {
+            for path in [&cert, &key, &hba] {
+                std::os::unix::fs::chown(path, Some(UNPRIVILEGED_ID), Some(UNPRIVILEGED_ID))
+                    .expect("hand the TLS files to nobody");
+            }
+        }
+        format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        )
     }
 
     /// A command for a server binary, run as `nobody` when we are root.
@@ -195,6 +260,11 @@ impl PgCluster {
     /// A connection URL for `database` as the superuser, with the password.
     pub fn url(&self, database: &str) -> String {
         self.url_with_password(database, PASSWORD)
+    }
+
+    /// The server's log so far (for assertions and failure messages).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
     }
 
     /// A connection URL for `database` as the superuser with the given password.

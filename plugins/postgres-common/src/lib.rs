@@ -1,10 +1,16 @@
 //! What the PostgreSQL sink and source share: table names, durations, connection
-//! strings that are never echoed, and how tokio-postgres errors read and whether they are
-//! worth a retry.
+//! strings that are never echoed, TLS (`sslmode` as libpq, on rustls), opening
+//! connections, and how tokio-postgres errors read and whether they are worth a retry.
+
+mod connector;
+mod tls;
 
 use std::{error::Error as _, fmt, str::FromStr, time::Duration};
 
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
+
+pub use connector::{ConfigError, ConnectError, PgConnector, TlsSettings};
+pub use tls::{CaSource, SslMode};
 
 /// A table name split into schema and table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +108,8 @@ pub fn describe_target(pg: &tokio_postgres::Config) -> String {
 }
 
 /// Parses a connection string without echoing it: the error names the problem only.
+/// `sslmode` values beyond `disable | prefer | require` and `sslrootcert` are not known
+/// here: [`PgConnector::new`] takes them out first.
 pub fn parse_connection_string(
     text: &str,
     application_name: &str,
@@ -118,12 +126,6 @@ pub fn parse_connection_string(
     })?;
     if pg.get_user().is_none() {
         return Err("names no user (postgres://USER:password@host/database)".to_string());
-    }
-    if pg.get_ssl_mode() == SslMode::Require {
-        return Err(
-            "asks for sslmode=require, but this connector does not support TLS yet (use sslmode=disable or prefer)"
-                .to_string(),
-        );
     }
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(10));
@@ -222,7 +224,7 @@ mod tests {
         let err =
             parse_connection_string("postgres://u:hunter22@db:notaport/shop", "x").unwrap_err();
         assert!(!err.contains("hunter22"), "{err}");
-        let err = parse_connection_string("postgres://u:p@db/x?sslmode=require", "x").unwrap_err();
-        assert!(err.contains("TLS"), "{err}");
+        let (pg, _) = parse_connection_string("postgres://u:p@db/x?sslmode=require", "x").unwrap();
+        assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
     }
 }

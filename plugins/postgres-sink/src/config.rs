@@ -11,7 +11,20 @@ pub struct PostgresSinkConfig {
     /// Where to connect: a URL `postgres://user:password@host:5432/database` or a
     /// `host=... user=... password=... dbname=...` string. Secret: never logged or
     /// echoed; the password is replaced by `***` in every message.
-    pub connection_string: String,
+    pub connection_string: ld_plugin_api::Secret,
+    /// TLS: `disable`, `prefer` (the default: TLS when the server offers it, without
+    /// checking its certificate, else plain), `require` (TLS, certificate not checked),
+    /// `verify-ca` (TLS, the certificate must be signed by a trusted CA) or `verify-full`
+    /// (also: the certificate must name the host connected to). As libpq's `sslmode`,
+    /// which may be given inside `connection_string` instead.
+    #[serde(default)]
+    pub ssl_mode: Option<SslMode>,
+    /// TLS: a PEM file of the CAs to trust for `verify-ca` and `verify-full` (default:
+    /// the system's trusted CAs; `system` says so explicitly). With `require`, a CA file
+    /// makes the chain checked too, as libpq does. As libpq's `sslrootcert`, which may be
+    /// given inside `connection_string` instead.
+    #[serde(default)]
+    pub ssl_root_cert: Option<String>,
     /// The table to write into: `table` (schema `public`) or `schema.table`.
     pub target_table: String,
     /// Create the table (with the columns this sink writes) when it does not exist.
@@ -93,17 +106,13 @@ impl PayloadFormat {
 }
 
 pub use ld_postgres_common::{
-    describe_target, parse_connection_string, parse_duration, quote_ident, TableName,
+    parse_duration, quote_ident, PgConnector, SslMode, TableName, TlsSettings,
 };
 
 /// Everything the sink needs from its config, checked.
 pub struct Settings {
-    /// Parsed connection parameters (holds the password).
-    pub pg: tokio_postgres::Config,
-    /// `user@host:port/database`, safe to print.
-    pub target: String,
-    /// The password, to scrub from any message.
-    pub password: Option<String>,
+    /// Opens connections (holds the password and the TLS setup).
+    pub connector: PgConnector,
     /// Where rows go.
     pub table: TableName,
     /// Create the table when missing.
@@ -121,7 +130,7 @@ pub struct Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
-            .field("target", &self.target)
+            .field("connector", &self.connector)
             .field("table", &self.table)
             .field("payload_format", &self.payload_format)
             .field("include_metadata", &self.include_metadata)
@@ -138,11 +147,15 @@ impl Settings {
         let invalid = |field: &str, reason: String| {
             PluginError::invalid_config(format!("plugin_config.{field}: {reason}"))
         };
-        let (pg, password) = parse_connection_string(
-            &config.connection_string,
+        let connector = PgConnector::new(
+            config.connection_string.expose(),
+            TlsSettings {
+                ssl_mode: config.ssl_mode,
+                ssl_root_cert: config.ssl_root_cert.as_deref(),
+            },
             &format!("ld-connectord {instance}"),
         )
-        .map_err(|r| invalid("connection_string", r))?;
+        .map_err(|e| invalid(e.field, e.reason))?;
         let table =
             TableName::parse(&config.target_table).map_err(|r| invalid("target_table", r))?;
         if config.max_connections == 0 {
@@ -151,9 +164,7 @@ impl Settings {
         let retry_delay =
             parse_duration(&config.retry_delay).map_err(|r| invalid("retry_delay", r))?;
         Ok(Settings {
-            target: describe_target(&pg),
-            pg,
-            password,
+            connector,
             table,
             auto_create_table: config.auto_create_table,
             payload_format: config.payload_format,
@@ -163,12 +174,14 @@ impl Settings {
         })
     }
 
+    /// `user@host:port/database`, safe to print.
+    pub fn target(&self) -> &str {
+        self.connector.target()
+    }
+
     /// Replaces the password in `text` with `***`.
     pub fn scrub(&self, text: &str) -> String {
-        match &self.password {
-            Some(p) => text.replace(p.as_str(), "***"),
-            None => text.to_string(),
-        }
+        self.connector.scrub(text)
     }
 
     /// The wait before retry number `attempt` (from 0): doubling, at most 30 s.

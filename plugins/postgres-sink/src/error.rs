@@ -65,21 +65,12 @@ impl SinkError {
         }
     }
 
-    /// A connection error, classified.
-    pub fn connect(target: &str, err: &tokio_postgres::Error) -> SinkError {
-        let mut reason = describe(err);
-        if let Some(code) = err.code() {
-            if *code == tokio_postgres::error::SqlState::INVALID_PASSWORD {
-                reason = format!("{reason} (check the user and password in connection_string)");
-            } else if *code == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME {
-                reason =
-                    format!("{reason} (create it, or fix the database name in connection_string)");
-            }
-        }
+    /// A connection error, already in words and classified.
+    pub fn connect(target: &str, err: ConnectError) -> SinkError {
         SinkError::Connect {
             target: target.to_string(),
-            reason,
-            transient: is_transient(err),
+            reason: err.reason,
+            transient: err.transient,
         }
     }
 
@@ -94,4 +85,4 @@ impl SinkError {
     }
 }
 
-pub use ld_postgres_common::{describe, is_transient};
+pub use ld_postgres_common::{describe, is_transient, ConnectError};

@@ -18,7 +18,7 @@ mod table;
 use bytes::BytesMut;
 use futures::SinkExt;
 use ld_plugin_api::{export_plugin, InstanceContext, PluginError, Sink, SinkBatch};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use config::{quote_ident, Settings};
 pub use config::{PayloadFormat, PostgresSinkConfig};
@@ -53,18 +53,12 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     async fn connect(&self) -> Result<Conn, SinkError> {
-        let (client, connection) = self
+        let client = self
             .settings
-            .pg
-            .connect(NoTls)
+            .connector
+            .connect(&self.instance)
             .await
-            .map_err(|e| SinkError::connect(&self.settings.target, &e))?;
-        let instance = self.instance.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(instance = %instance, "connection to PostgreSQL ended: {}", error::describe(&e));
-            }
-        });
+            .map_err(|e| SinkError::connect(self.settings.target(), e))?;
         let (payload_type, encoding) = table::prepare(&client, &self.settings).await?;
         let target = self.settings.table.quoted();
         let columns = table::column_list(self.settings.include_metadata);
@@ -111,8 +105,9 @@ impl PostgresSink {
             None
         };
         tracing::info!(
-            target = %self.settings.target,
+            target = %self.settings.target(),
             table = %self.settings.table,
+            sslmode = %self.settings.connector.ssl_mode(),
             "connected to PostgreSQL"
         );
         Ok(Conn {

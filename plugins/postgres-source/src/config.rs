@@ -7,7 +7,20 @@ pub struct PostgresSourceConfig {
     /// Where to connect: a URL `postgres://user:password@host:5432/database` or a
     /// `host=... user=... password=... dbname=...` string. Secret: never logged or
     /// echoed; the password is replaced by `***` in every message.
-    pub connection_string: String,
+    pub connection_string: ld_plugin_api::Secret,
+    /// TLS: `disable`, `prefer` (the default: TLS when the server offers it, without
+    /// checking its certificate, else plain), `require` (TLS, certificate not checked),
+    /// `verify-ca` (TLS, the certificate must be signed by a trusted CA) or `verify-full`
+    /// (also: the certificate must name the host connected to). As libpq's `sslmode`,
+    /// which may be given inside `connection_string` instead.
+    #[serde(default)]
+    pub ssl_mode: Option<SslMode>,
+    /// TLS: a PEM file of the CAs to trust for `verify-ca` and `verify-full` (default:
+    /// the system's trusted CAs; `system` says so explicitly). With `require`, a CA file
+    /// makes the chain checked too, as libpq does. As libpq's `sslrootcert`, which may be
+    /// given inside `connection_string` instead.
+    #[serde(default)]
+    pub ssl_root_cert: Option<String>,
     /// `polling` (read new rows of one table by a strictly increasing column) or `cdc`
     /// (inserts, updates and deletes of the whole database from a logical replication
     /// slot; needs `wal_level = logical`).
@@ -90,5 +103,5 @@ pub enum Mode {
 }
 
 pub use ld_postgres_common::{
-    describe_target, parse_connection_string, parse_duration, quote_ident, TableName,
+    parse_duration, quote_ident, PgConnector, SslMode, TableName, TlsSettings,
 };

@@ -51,12 +51,12 @@ impl SourceError {
         }
     }
 
-    /// A connection error, classified.
-    pub fn connect(target: &str, err: &tokio_postgres::Error) -> SourceError {
+    /// A connection error, already in words and classified.
+    pub fn connect(target: &str, err: ConnectError) -> SourceError {
         SourceError::Connect {
             target: target.to_string(),
-            reason: describe(err),
-            transient: is_transient(err),
+            reason: err.reason,
+            transient: err.transient,
         }
     }
 
@@ -71,4 +71,4 @@ impl SourceError {
     }
 }
 
-pub use ld_postgres_common::{describe, is_transient};
+pub use ld_postgres_common::{describe, is_transient, ConnectError};

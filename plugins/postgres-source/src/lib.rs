@@ -18,9 +18,9 @@ mod error;
 use std::{collections::VecDeque, time::Duration};
 
 use ld_plugin_api::{export_plugin, InstanceContext, PluginError, Schema, Source, SourceBatch};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
-use config::{parse_connection_string, parse_duration, quote_ident, TableName};
+use config::{parse_duration, quote_ident, PgConnector, TableName, TlsSettings};
 pub use config::{Mode, PostgresSourceConfig};
 use decoding::{format_lsn, parse_change, parse_lsn};
 use error::SourceError;
@@ -66,9 +66,8 @@ struct Conn {
 
 /// Reads a PostgreSQL table or its change stream.
 pub struct PostgresSource {
-    pg: tokio_postgres::Config,
-    target: String,
-    password: Option<String>,
+    /// Opens connections (holds the password and the TLS setup).
+    connector: PgConnector,
     plan: Plan,
     batch_size: u32,
     poll_interval: Duration,
@@ -91,24 +90,15 @@ pub struct PostgresSource {
 
 impl PostgresSource {
     fn scrub(&self, text: &str) -> String {
-        match &self.password {
-            Some(p) => text.replace(p.as_str(), "***"),
-            None => text.to_string(),
-        }
+        self.connector.scrub(text)
     }
 
     async fn connect(&self) -> Result<Conn, SourceError> {
-        let (client, connection) = self
-            .pg
-            .connect(NoTls)
+        let client = self
+            .connector
+            .connect(&self.instance)
             .await
-            .map_err(|e| SourceError::connect(&self.target, &e))?;
-        let instance = self.instance.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(instance = %instance, "connection to PostgreSQL ended: {}", error::describe(&e));
-            }
-        });
+            .map_err(|e| SourceError::connect(self.connector.target(), e))?;
         let mut conn = Conn {
             client,
             first: None,
@@ -234,7 +224,11 @@ impl PostgresSource {
                 }
             }
         }
-        tracing::info!(target = %self.target, "connected to PostgreSQL");
+        tracing::info!(
+            target = %self.connector.target(),
+            sslmode = %self.connector.ssl_mode(),
+            "connected to PostgreSQL"
+        );
         Ok(conn)
     }
 
@@ -387,11 +381,15 @@ impl Source for PostgresSource {
         let invalid = |field: &str, reason: String| {
             PluginError::invalid_config(format!("plugin_config.{field}: {reason}"))
         };
-        let (pg, password) = parse_connection_string(
-            &config.connection_string,
+        let connector = PgConnector::new(
+            config.connection_string.expose(),
+            TlsSettings {
+                ssl_mode: config.ssl_mode,
+                ssl_root_cert: config.ssl_root_cert.as_deref(),
+            },
             &format!("ld-connectord {}", ctx.instance_key()),
         )
-        .map_err(|r| invalid("connection_string", r))?;
+        .map_err(|e| invalid(e.field, e.reason))?;
         if config.batch_size == 0 {
             return Err(invalid("batch_size", "must be at least 1".into()));
         }
@@ -458,9 +456,7 @@ impl Source for PostgresSource {
             }
         };
         Ok(PostgresSource {
-            target: config::describe_target(&pg),
-            pg,
-            password,
+            connector,
             plan,
             batch_size: config.batch_size,
             poll_interval,
