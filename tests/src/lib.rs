@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod local;
+pub mod opensearch;
 
 use std::{
     path::{Path, PathBuf},
@@ -24,6 +25,7 @@ pub const ARTIFACT_PACKAGES: &[&str] = &[
     "old-abi-plugin",
     "postgres-sink",
     "postgres-source",
+    "elasticsearch-sink",
 ];
 
 /// The target profile directory this test binary was built into (`target/debug` or
