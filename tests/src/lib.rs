@@ -2,6 +2,7 @@
 //! binaries and plugin libraries once per test process and says where they are.
 
 pub mod daemon;
+pub mod iceberg;
 pub mod local;
 pub mod opensearch;
 
@@ -26,6 +27,7 @@ pub const ARTIFACT_PACKAGES: &[&str] = &[
     "postgres-sink",
     "postgres-source",
     "elasticsearch-sink",
+    "iceberg-sink",
 ];
 
 /// The target profile directory this test binary was built into (`target/debug` or
