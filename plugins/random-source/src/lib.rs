@@ -140,8 +140,11 @@ impl Source for RandomSource {
 
     async fn poll(&mut self) -> Result<SourceBatch, PluginError> {
         if self.remaining() == 0 {
-            // Every message was generated: nothing more will ever come.
-            std::future::pending::<()>().await;
+            // Every message was generated: nothing more will ever come. Answer with an
+            // empty batch now and then rather than waiting forever, which the host's
+            // call deadline would take for a hung plugin.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(SourceBatch::new());
         }
         let n = self.due().await;
         let mut batch =
