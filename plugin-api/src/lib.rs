@@ -84,6 +84,7 @@
 #![warn(missing_docs)]
 
 mod connector;
+mod duration;
 mod error;
 mod export;
 #[allow(non_local_definitions)] // abi_stable's sabi_trait expands impls inside a const
@@ -95,6 +96,7 @@ mod secret;
 mod source_batch;
 
 pub use connector::{InstanceContext, Sink, Source};
+pub use duration::parse_duration;
 pub use error::{ErrorKind, PluginError};
 pub use message::{Header, Message, Schema, SinkBatch};
 pub use secret::{Secret, SECRET_MARKER};

@@ -529,7 +529,7 @@ impl Settings {
     }
 }
 
-pub use ld_postgres_common::parse_duration;
+pub use ld_plugin_api::parse_duration;
 
 /// Checks one node URL; returns the node and any credentials it carried.
 #[allow(clippy::type_complexity)]

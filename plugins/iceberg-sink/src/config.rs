@@ -7,7 +7,7 @@ use iceberg::spec::{
     NestedField, PrimitiveType, Schema as IcebergSchema, Transform, Type, UnboundPartitionSpec,
 };
 use iceberg::{NamespaceIdent, TableIdent};
-use ld_plugin_api::{PluginError, Secret};
+use ld_plugin_api::{parse_duration, PluginError, Secret};
 
 /// Which catalog holds the tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
@@ -629,30 +629,6 @@ fn warehouse_location(text: &str) -> Result<String, String> {
             .join(path)
     };
     Ok(format!("file://{}", abs.display()))
-}
-
-/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. \"500ms\", \"10s\", \"2m\")"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "`{text}` is not a duration (units: ms, s, m, h; e.g. \"500ms\")"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
 #[cfg(test)]
