@@ -224,6 +224,7 @@ impl MotoS3 {
             status.starts_with("HTTP/1.1 200"),
             "create bucket: {status}"
         );
+        eprintln!("NOTE {test}: S3 storage is moto's S3 emulator (PyPI), not AWS or MinIO");
         Some(server)
     }
 

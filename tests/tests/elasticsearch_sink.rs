@@ -429,6 +429,9 @@ async fn open_fails_with_the_reason_and_never_the_password() {
     // Bad credentials. OpenSearch without its security plugin (as here) ignores
     // credentials, so a stand-in answering 401 the way a secured cluster does plays the
     // server.
+    eprintln!(
+        "NOTE: bad credentials run against a stand-in answering 401 (a mock), not OpenSearch"
+    );
     let fake = UnauthorizedServer::start();
     let mut sink = lib
         .new_sink(
@@ -660,6 +663,9 @@ fn bad_url_bad_credentials_and_missing_index_end_failed_with_the_reason() {
         },
     );
     wait_catalog(&supervisor, "elasticsearch");
+    eprintln!(
+        "NOTE: bad credentials run against a stand-in answering 401 (a mock), not OpenSearch"
+    );
     let fake = UnauthorizedServer::start();
     let gen = supervisor.activate(
         "gen",
