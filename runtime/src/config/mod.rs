@@ -2,7 +2,9 @@
 
 mod daemon;
 mod instance;
+mod instance_file;
 pub mod secret_refs;
 
 pub use daemon::{DaemonConfig, DaemonConfigError, Secret, StreamSettings};
+pub use instance_file::read_instance_file;
 pub use instance::{document, ConfigError, InstanceConfig, SinkStream, SourceStream, Streams};
