@@ -1,11 +1,12 @@
 //! # ld-connectord
 //!
 //! The node-side connector runtime. Modules follow the data:
-//! supervisor client -> reconcile -> instance tasks -> plugin host / stream.
-//! This version provides the plugin host: loading, checking and driving plugins.
+//! supervisor client (or config files) -> engine (reconcile, instance manager) ->
+//! instance tasks -> plugin host / stream.
 
 pub mod config;
 pub mod daemon;
+pub mod engine;
 pub mod instance;
 pub mod local;
 pub mod plugin_host;

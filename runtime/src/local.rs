@@ -1,22 +1,25 @@
 //! `ld-connectord local`: runs connector instances from config files on this machine,
-//! with the embedded log and no control plane. For plugin authors trying a plugin, for
-//! pipelines on one machine, and for the end-to-end tests of the data plane.
+//! with no control plane. A config source for the same engine as `run`: the files
+//! become the instance list, statuses go to the log, and instances restart, serve the
+//! local API and use any stream backend exactly as under the daemon.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context;
+use ld_plugin_api::ffi::ConnectorType;
+use ld_supervisor::api::{self, InstanceItem, InstanceStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::read_instance_file,
-    instance::{start_instance, CallPolicy, InstanceSpec, RunningInstance, TaskContext},
-    plugin_host::Catalog,
-    state::StateStore,
-    stream::embedded::{Durability, EmbeddedConfig, EmbeddedLog},
+    config::{document, read_instance_file, StreamSettings},
+    daemon::manager::{InstanceView, LogOnly},
+    engine::{open_db, Engine, EngineSettings},
+    instance::{CallPolicy, RetryPolicy},
 };
 
 /// What `local` runs.
@@ -29,142 +32,94 @@ pub struct LocalOptions {
     /// Instance config files (TOML or JSON, with `type` and `key`); the instance key is
     /// the file name without extension.
     pub configs: Vec<PathBuf>,
-    /// Embedded log durability.
-    pub durability: Durability,
+    /// The stream backend.
+    pub stream: StreamSettings,
+    /// Address of the local API (port 0: any free port, logged).
+    pub api_listen: SocketAddr,
+    /// Restarts of a failing instance.
+    pub restart: RetryPolicy,
     /// Longest wait for instances to stop at shutdown.
     pub shutdown_timeout: Duration,
 }
 
-/// Opens the node's sled database with a bounded page cache.
-pub fn open_db(state_dir: &Path) -> anyhow::Result<sled::Db> {
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    crate::state::sled_config(&state_dir.join("db"))
-        .open()
-        .with_context(|| format!("cannot open local state in {}", state_dir.display()))
+/// One instance file as an item of the instance list (ids follow the file order).
+fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
+    // Checks the file and names what is wrong in it; the manager parses the values
+    // again when it starts the instance, as it does for the supervisor's.
+    let spec = read_instance_file(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let values = document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(InstanceItem {
+        id,
+        deployment_id: 0,
+        connector_type: match spec.connector_type {
+            ConnectorType::Source => api::ConnectorType::Source,
+            ConnectorType::Sink => api::ConnectorType::Sink,
+        },
+        connector_key: spec.connector_key,
+        name: spec.instance_key.clone(),
+        key: spec.instance_key,
+        status: InstanceStatus::Active,
+        reason: None,
+        config: api::InstanceConfig { version: 1, values },
+    })
 }
 
-/// Runs the instances until `shutdown` fires or all of them ended. Returns the number
-/// of instances that failed.
+/// Whether nothing runs and nothing will: every instance failed for good or is
+/// disabled (files are read once, so no change can come).
+fn all_ended(views: &[InstanceView]) -> bool {
+    !views.is_empty()
+        && views
+            .iter()
+            .all(|v| matches!(v.status, InstanceStatus::Failed | InstanceStatus::Inactive))
+}
+
+/// Runs the instances until `shutdown` fires or none of them can run any more. Returns
+/// the number of instances that failed.
 pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyhow::Result<usize> {
-    let specs = opts
+    let items = opts
         .configs
         .iter()
-        .map(|p| read_instance_file(p))
+        .zip(1u64..)
+        .map(|(path, id)| instance_item(id, path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let db = open_db(&opts.state_dir)?;
-    // Checkpoints share the log's database and are written in one atomic write with
-    // their batch (see `Producer::append_checkpointed`), which the log flushes.
-    let state = StateStore::with_db(db.clone(), false)?;
-    let log = EmbeddedLog::open(
-        db,
-        EmbeddedConfig {
-            durability: opts.durability,
-            ..EmbeddedConfig::default()
+    let mut engine = Engine::start(
+        EngineSettings {
+            node_id: "local".into(),
+            plugin_dir: opts.plugin_dir.clone(),
+            state_dir: opts.state_dir.clone(),
+            stream: opts.stream.clone(),
+            api_listen: opts.api_listen,
+            policy: CallPolicy::default(),
+            restart: opts.restart,
+            stop_timeout: opts.shutdown_timeout,
         },
-    )?;
-    let catalog = Catalog::load_dir(&opts.plugin_dir, &opts.state_dir.join("plugin-cache"))
-        .with_context(|| format!("cannot read plugin directory {}", opts.plugin_dir.display()))?;
-    for refused in catalog.refused() {
-        tracing::warn!("plugin refused: {refused}");
-    }
-    let ctx = TaskContext {
-        catalog: Arc::new(catalog),
-        backend: Arc::new(log),
-        state,
-        policy: CallPolicy::default(),
-    };
-
-    let mut running: Vec<(String, RunningInstance)> = Vec::new();
-    let mut failed = 0;
-    for spec in &specs {
-        if !spec.config.enabled {
-            tracing::info!(key = %spec.instance_key, "instance disabled (inactive)");
-            continue;
-        }
-        match start_instance(&ctx, spec).await {
-            Ok(instance) => {
-                tracing::info!(key = %spec.instance_key, connector = %spec.connector_key, "instance started");
-                running.push((spec.instance_key.clone(), instance));
-            }
-            Err(e) => {
-                failed += 1;
-                tracing::error!(key = %spec.instance_key, error = %e, "instance failed to start");
-            }
-        }
-    }
-
-    let mut tasks: Vec<Task> = running
-        .into_iter()
-        .map(|(key, r)| (key, r.stop, r.task))
-        .collect();
-    // Wait for shutdown, or for every instance to end by itself.
-    while !tasks.is_empty() && !shutdown.is_cancelled() {
+        open_db(&opts.state_dir)?,
+        Arc::new(LogOnly),
+    )
+    .await?;
+    engine.manager.apply(&items).await;
+    loop {
         tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        tasks = reap(tasks, &mut failed).await;
-    }
-    // Stop what is left, with a deadline that names what is still draining.
-    for (_, stop, _) in &tasks {
-        stop.cancel();
-    }
-    let deadline = Instant::now() + opts.shutdown_timeout;
-    while !tasks.is_empty() {
-        tasks = reap(tasks, &mut failed).await;
-        if tasks.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let names: Vec<&str> = tasks.iter().map(|(k, _, _)| k.as_str()).collect();
-            tracing::error!(instances = ?names, "shutdown deadline reached; abandoning");
-            for (_, _, task) in &tasks {
-                task.abort();
+            _ = shutdown.cancelled() => break,
+            () = engine.plugin_change() => {
+                engine.reload_plugins().await;
             }
-            break;
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if all_ended(&engine.manager.views()) {
+                    tracing::info!("no instance can run any more: stopping");
+                    break;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    ctx.state.flush().await?;
+    let failed = engine
+        .manager
+        .views()
+        .iter()
+        .filter(|v| v.status == InstanceStatus::Failed)
+        .count();
+    engine.stop().await?;
     Ok(failed)
-}
-
-type Task = (
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<Result<(), crate::instance::TaskError>>,
-);
-
-/// Reports the tasks that ended (counting failures) and returns those still running.
-async fn reap(tasks: Vec<Task>, failed: &mut usize) -> Vec<Task> {
-    let mut still = Vec::new();
-    for (key, stop, task) in tasks {
-        if task.is_finished() {
-            *failed += report(&key, task.await);
-        } else {
-            still.push((key, stop, task));
-        }
-    }
-    still
-}
-
-fn report(
-    key: &str,
-    joined: Result<Result<(), crate::instance::TaskError>, tokio::task::JoinError>,
-) -> usize {
-    match joined {
-        Ok(Ok(())) => {
-            tracing::info!(key, "instance stopped");
-            0
-        }
-        Ok(Err(e)) => {
-            tracing::error!(key, reason = %e, "instance failed");
-            1
-        }
-        Err(e) => {
-            tracing::error!(key, error = %e, "instance task panicked");
-            1
-        }
-    }
 }

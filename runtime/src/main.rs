@@ -8,11 +8,12 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ld_connectord::{
-    config::DaemonConfig,
-    daemon, local,
+    config::{DaemonConfig, LocalFile, StreamSettings},
+    daemon,
+    instance::RetryPolicy,
+    local,
     plugin_host::{Catalog, PluginLibrary},
     standalone,
-    stream::embedded::Durability,
 };
 use ld_supervisor::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +25,23 @@ use tokio_util::sync::CancellationToken;
     about = "Node-side connector runtime: loads connector plugins and runs sources and sinks"
 )]
 struct Cli {
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "LD_CONNECTORD_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -78,8 +94,9 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Run connector instances from config files on this machine, with the embedded
-    /// log and no control plane. Stops on SIGTERM or Ctrl-C.
+    /// Run connector instances from config files on this machine, with no control
+    /// plane: the same engine as `run` (restarts, local API, any stream backend).
+    /// Stops on SIGTERM or Ctrl-C, or when no instance can run any more.
     Local {
         /// Directory holding plugin libraries (`*.so`).
         #[arg(long)]
@@ -87,10 +104,24 @@ enum Command {
         /// Directory for local state: the log, offsets and source checkpoints.
         #[arg(long)]
         state: PathBuf,
+        /// The stream: `embedded` (the local log) or `iggy://[user:password@]host:port`.
+        #[arg(long, default_value = "embedded")]
+        stream: String,
+        /// A TOML file with `[stream]` (as in the daemon's config), `api_listen`,
+        /// `max_restarts`, `restart_backoff`, `shutdown_timeout`; overrides the flags.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// When the embedded log reaches the disk: `batch` (fsync per batch and commit)
         /// or an interval such as `100ms`.
         #[arg(long, default_value = "batch")]
         durability: String,
+        /// Address of the local API (`/health`, `/metrics`, `/instances`); port 0 picks
+        /// a free port (logged).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        api_listen: std::net::SocketAddr,
+        /// Restarts of a failing instance before it is `failed`.
+        #[arg(long, default_value = "5")]
+        max_restarts: u32,
         /// Longest wait for instances to drain at shutdown.
         #[arg(long, default_value = "10s")]
         shutdown_timeout: humantime::Duration,
@@ -121,18 +152,23 @@ fn default_cache_dir() -> PathBuf {
     base.join("ld-connectord").join("plugins")
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LD_CONNECTORD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ld_connectord::redact::RedactingStderr)
-        .init();
+        .with_writer(ld_connectord::redact::RedactingStderr);
+    match format {
+        // Colour codes only where a person reads them; a file or journald gets none.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Plugins {
             dir,
@@ -163,16 +199,25 @@ fn main() -> ExitCode {
         Command::Local {
             plugins,
             state,
+            stream,
+            config,
             durability,
+            api_listen,
+            max_restarts,
             shutdown_timeout,
             configs,
-        } => run_local(
+        } => local_options(LocalArgs {
             plugins,
             state,
-            &durability,
-            shutdown_timeout.into(),
+            stream,
+            config,
+            durability,
+            api_listen,
+            max_restarts,
+            shutdown_timeout: shutdown_timeout.into(),
             configs,
-        ),
+        })
+        .and_then(run_local),
         Command::CheckPlugin {
             path,
             json,
@@ -213,42 +258,65 @@ fn run_standalone(opts: standalone::StandaloneOptions) -> anyhow::Result<ExitCod
     })
 }
 
-fn parse_durability(text: &str) -> anyhow::Result<Durability> {
-    if text == "batch" {
-        return Ok(Durability::Batch);
-    }
-    humantime::parse_duration(text)
-        .map(Durability::Interval)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "--durability: `{text}` is neither `batch` nor an interval like 100ms ({e})"
-            )
-        })
-}
-
-fn run_local(
-    plugin_dir: PathBuf,
-    state_dir: PathBuf,
-    durability: &str,
+/// The command line of `local`.
+struct LocalArgs {
+    plugins: PathBuf,
+    state: PathBuf,
+    stream: String,
+    config: Option<PathBuf>,
+    durability: String,
+    api_listen: std::net::SocketAddr,
+    max_restarts: u32,
     shutdown_timeout: std::time::Duration,
     configs: Vec<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    let durability = parse_durability(durability)?;
+}
+
+/// The flags, then the `--config` file over them.
+fn local_options(args: LocalArgs) -> anyhow::Result<local::LocalOptions> {
+    let mut stream = StreamSettings::from_url(&args.stream)?;
+    if let StreamSettings::Embedded { durability, .. } = &mut stream {
+        if args.durability != "batch" && humantime::parse_duration(&args.durability).is_err() {
+            anyhow::bail!(
+                "--durability: `{}` is neither `batch` nor an interval like 100ms",
+                args.durability
+            );
+        }
+        *durability = args.durability;
+    }
+    let file = match &args.config {
+        Some(path) => LocalFile::load(path)?,
+        None => LocalFile::default(),
+    };
+    let restart_defaults = RetryPolicy {
+        initial: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(60),
+        max_attempts: 1,
+        healthy_after: Some(std::time::Duration::from_secs(60)),
+    };
+    Ok(local::LocalOptions {
+        plugin_dir: args.plugins,
+        state_dir: args.state,
+        configs: args.configs,
+        stream: file.stream.unwrap_or(stream),
+        api_listen: file.api_listen.unwrap_or(args.api_listen),
+        restart: RetryPolicy {
+            initial: file.restart_backoff.unwrap_or(restart_defaults.initial),
+            max_attempts: file
+                .max_restarts
+                .unwrap_or(args.max_restarts)
+                .saturating_add(1),
+            ..restart_defaults
+        },
+        shutdown_timeout: file.shutdown_timeout.unwrap_or(args.shutdown_timeout),
+    })
+}
+
+fn run_local(opts: local::LocalOptions) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone())?;
-        let failed = local::run_local(
-            local::LocalOptions {
-                plugin_dir,
-                state_dir,
-                configs,
-                durability,
-                shutdown_timeout,
-            },
-            shutdown,
-        )
-        .await?;
+        let failed = local::run_local(opts, shutdown).await?;
         Ok(if failed == 0 {
             ExitCode::SUCCESS
         } else {

@@ -47,7 +47,7 @@ fn mapping() -> serde_json::Value {
 /// last one stored.
 async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Path) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let db = ld_connectord::local::open_db(dir.path()).unwrap();
+    let db = ld_connectord::engine::open_db(dir.path()).unwrap();
     let state = StateStore::with_db(db.clone(), false).unwrap();
     let log = EmbeddedLog::open(db, EmbeddedConfig::default()).unwrap();
     let backend: Arc<dyn StreamBackend> = Arc::new(log);

@@ -90,7 +90,7 @@ fn data_files(dir: &Path) -> usize {
 /// Returns (rows/s, data files).
 async fn sink_run(rows: u64, cache: &Path) -> (f64, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let db = ld_connectord::local::open_db(&dir.path().join("state")).unwrap();
+    let db = ld_connectord::engine::open_db(&dir.path().join("state")).unwrap();
     let log = EmbeddedLog::open(
         db,
         EmbeddedConfig {

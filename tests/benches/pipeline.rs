@@ -37,7 +37,7 @@ fn rss_mib() -> f64 {
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> (StateStore, EmbeddedLog) {
-    let db = ld_connectord::local::open_db(dir).unwrap();
+    let db = ld_connectord::engine::open_db(dir).unwrap();
     let state = StateStore::with_db(db.clone(), false).unwrap();
     let log = EmbeddedLog::open(
         db,

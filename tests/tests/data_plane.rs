@@ -75,6 +75,7 @@ impl Fixture {
                     initial: Duration::from_millis(5),
                     max: Duration::from_millis(20),
                     max_attempts: 5,
+                    healthy_after: None,
                 },
             },
             metrics: Arc::new(InstanceMetrics::default()),

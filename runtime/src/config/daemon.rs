@@ -93,6 +93,44 @@ fn iggy_user_secret() -> Secret {
     Secret::new("iggy")
 }
 
+impl StreamSettings {
+    /// From a command-line value: `embedded`, or `iggy://[user:password@]host:port`.
+    pub fn from_url(url: &str) -> Result<StreamSettings, DaemonConfigError> {
+        if url == "embedded" {
+            return Ok(StreamSettings::default());
+        }
+        let Some(rest) = url.strip_prefix("iggy://") else {
+            return Err(DaemonConfigError(format!(
+                "--stream: `{url}` is neither `embedded` nor `iggy://[user:password@]host:port`"
+            )));
+        };
+        let (credentials, address) = match rest.rsplit_once('@') {
+            Some((c, a)) => (Some(c), a),
+            None => (None, rest),
+        };
+        let (username, password) = match credentials {
+            Some(c) => {
+                let (u, p) = c.split_once(':').ok_or_else(|| {
+                    DaemonConfigError("--stream: credentials must be user:password".into())
+                })?;
+                (u.to_string(), Secret::new(p))
+            }
+            None => (iggy_user(), iggy_user_secret()),
+        };
+        if address.is_empty() || !address.contains(':') {
+            return Err(DaemonConfigError(format!(
+                "--stream: `{address}` is not host:port"
+            )));
+        }
+        Ok(StreamSettings::Iggy {
+            address: address.trim_end_matches('/').to_string(),
+            username,
+            password,
+            create_missing: true,
+        })
+    }
+}
+
 impl Default for StreamSettings {
     fn default() -> Self {
         StreamSettings::Embedded {
@@ -184,6 +222,13 @@ fn five() -> u32 {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid config: {0}")]
 pub struct DaemonConfigError(String);
+
+impl DaemonConfigError {
+    /// An error with this message (which names the field).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
 
 /// Environment variables with our prefix that are not config fields.
 const NOT_FIELDS: &[&str] = &["log", "plugin_cache"];
@@ -327,6 +372,31 @@ state_dir = "/s"
         for (text, field) in cases {
             let err = from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(field), "expected `{field}` in `{err}`");
+        }
+    }
+
+    #[test]
+    fn stream_urls_parse() {
+        assert_eq!(
+            StreamSettings::from_url("embedded").unwrap(),
+            StreamSettings::default()
+        );
+        let StreamSettings::Iggy {
+            address,
+            username,
+            password,
+            ..
+        } = StreamSettings::from_url("iggy://u:p@127.0.0.1:8090").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (address.as_str(), username.as_str(), password.expose()),
+            ("127.0.0.1:8090", "u", "p")
+        );
+        for bad in ["kafka://x:1", "iggy://", "iggy://u@h:1", "iggy://host"] {
+            let err = StreamSettings::from_url(bad).unwrap_err().to_string();
+            assert!(err.contains("--stream"), "{bad}: {err}");
         }
     }
 

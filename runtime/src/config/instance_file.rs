@@ -42,4 +42,3 @@ pub fn read_instance_file(path: &Path) -> anyhow::Result<InstanceSpec> {
         config,
     })
 }
-

@@ -3,8 +3,10 @@
 mod daemon;
 mod instance;
 mod instance_file;
+mod local_file;
 pub mod secret_refs;
 
 pub use daemon::{DaemonConfig, DaemonConfigError, Secret, StreamSettings};
-pub use instance_file::read_instance_file;
 pub use instance::{document, ConfigError, InstanceConfig, SinkStream, SourceStream, Streams};
+pub use instance_file::read_instance_file;
+pub use local_file::LocalFile;

@@ -1,28 +1,26 @@
 //! The instance manager: one controller task per assigned instance, which starts it,
 //! restarts it with backoff when it fails, gives up as `failed` after the limit, and
-//! reports every status change through the outbox.
+//! reports every status change to a [`StatusSink`] (the daemon's outbox, or only the
+//! log for `local`). The daemon and `local` feed it the same way: a list of items.
 
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ld_plugin_api::{ffi::ConnectorType, ErrorKind};
 use ld_supervisor::api::{self, InstanceItem, InstanceStatus, StatusReport};
 use serde::Serialize;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{
-    outbox::Outbox,
-    reconcile::{reconcile, Wanted},
-};
+use super::reconcile::{reconcile, Wanted};
 use crate::{
     config::InstanceConfig,
     instance::{
-        start_instance, CallPolicy, InstanceMetrics, InstanceSpec, RetryPolicy, StartError,
-        TaskContext, TaskError,
+        start_instance, CallPolicy, Classify, GaveUp, InstanceMetrics, InstanceSpec, RetryPolicy,
+        StartError, TaskContext, TaskError, Verdict,
     },
     plugin_host::Catalog,
     state::StateStore,
@@ -68,9 +66,24 @@ impl InstanceView {
     }
 }
 
+/// Where status changes go besides the log.
+pub trait StatusSink: Send + Sync {
+    /// The latest status of an instance.
+    fn put(&self, instance_id: u64, report: &StatusReport);
+    /// The instance is gone: drop what is queued for it.
+    fn forget(&self, instance_id: u64);
+}
+
+/// Statuses go to the log only (`local`, which has no control plane).
+pub struct LogOnly;
+
+impl StatusSink for LogOnly {
+    fn put(&self, _: u64, _: &StatusReport) {}
+    fn forget(&self, _: u64) {}
+}
+
 struct Controller {
     wanted: Wanted,
-    digest: Option<String>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -83,7 +96,7 @@ pub struct Shared {
     policy: CallPolicy,
     restart: RetryPolicy,
     node_id: String,
-    outbox: Outbox,
+    statuses: Arc<dyn StatusSink>,
     views: Mutex<BTreeMap<u64, InstanceView>>,
     stop_timeout: Duration,
 }
@@ -118,7 +131,7 @@ impl Shared {
             }
             (None, _) => tracing::info!(status = status.as_str(), "instance status"),
         }
-        self.outbox.put(
+        self.statuses.put(
             item.id,
             &StatusReport {
                 node_id: self.node_id.clone(),
@@ -152,16 +165,16 @@ pub struct ManagerSettings {
 /// Manages the instances assigned to this node.
 pub struct Manager {
     shared: Arc<Shared>,
-    controllers: tokio::sync::Mutex<BTreeMap<u64, Controller>>,
+    controllers: tokio::sync::Mutex<Controllers>,
+    tracker: TaskTracker,
 }
 
-fn wanted(item: &InstanceItem) -> Wanted {
-    Wanted {
-        config_version: item.config.version,
-        // The supervisor shows `inactive` exactly when an instance is stopped or
-        // disabled, whatever the nodes report.
-        run: item.status != InstanceStatus::Inactive,
-    }
+/// The controllers, and the items they were started from (re-applied when the
+/// plugins change).
+#[derive(Default)]
+struct Controllers {
+    running: BTreeMap<u64, Controller>,
+    items: Vec<InstanceItem>,
 }
 
 fn side(t: api::ConnectorType) -> ConnectorType {
@@ -177,7 +190,7 @@ impl Manager {
         catalog: Arc<Catalog>,
         backend: Arc<dyn StreamBackend>,
         state: StateStore,
-        outbox: Outbox,
+        statuses: Arc<dyn StatusSink>,
         settings: ManagerSettings,
     ) -> Self {
         Self {
@@ -188,11 +201,12 @@ impl Manager {
                 policy: settings.policy,
                 restart: settings.restart,
                 node_id: settings.node_id,
-                outbox,
+                statuses,
                 views: Mutex::new(BTreeMap::new()),
                 stop_timeout: settings.stop_timeout,
             }),
-            controllers: tokio::sync::Mutex::new(BTreeMap::new()),
+            controllers: tokio::sync::Mutex::new(Controllers::default()),
+            tracker: TaskTracker::new(),
         }
     }
 
@@ -212,18 +226,31 @@ impl Manager {
             .collect()
     }
 
-    fn digest_of(&self, item: &InstanceItem) -> Option<String> {
-        self.catalog()
-            .get(&item.connector_key, side(item.connector_type))
-            .map(|lib| lib.digest().to_string())
+    /// What the node must run for an item: its config version, whether it runs, and
+    /// the build of its plugin (a new build restarts it through the same plan).
+    fn wanted(&self, item: &InstanceItem) -> Wanted {
+        Wanted {
+            config_version: item.config.version,
+            // The supervisor shows `inactive` exactly when an instance is stopped or
+            // disabled, whatever the nodes report.
+            run: item.status != InstanceStatus::Inactive,
+            plugin: self
+                .catalog()
+                .get(&item.connector_key, side(item.connector_type))
+                .map(|lib| lib.digest().to_string()),
+        }
     }
 
     /// Brings the running instances in line with the assignment.
     pub async fn apply(&self, items: &[InstanceItem]) {
         let mut controllers = self.controllers.lock().await;
-        let desired: BTreeMap<u64, Wanted> = items.iter().map(|i| (i.id, wanted(i))).collect();
-        let managed: BTreeMap<u64, Wanted> =
-            controllers.iter().map(|(id, c)| (*id, c.wanted)).collect();
+        controllers.items = items.to_vec();
+        let desired: BTreeMap<u64, Wanted> = items.iter().map(|i| (i.id, self.wanted(i))).collect();
+        let managed: BTreeMap<u64, Wanted> = controllers
+            .running
+            .iter()
+            .map(|(id, c)| (*id, c.wanted.clone()))
+            .collect();
         let plan = reconcile(&desired, &managed);
         if plan.is_empty() {
             return;
@@ -231,7 +258,7 @@ impl Manager {
         tracing::info!(stop = ?plan.stop, restart = ?plan.restart, start = ?plan.start, "reconciling");
         let by_id: BTreeMap<u64, &InstanceItem> = items.iter().map(|i| (i.id, i)).collect();
         for id in &plan.stop {
-            if let Some(c) = controllers.remove(id) {
+            if let Some(c) = controllers.running.remove(id) {
                 self.stop(*id, c).await;
             }
             let key = self
@@ -246,62 +273,63 @@ impl Manager {
                     tracing::warn!(error = %e, key, "cannot forget local state");
                 }
             }
-            self.shared.outbox.forget(*id);
+            self.shared.statuses.forget(*id);
         }
         for id in &plan.restart {
-            if let Some(c) = controllers.remove(id) {
+            if let Some(c) = controllers.running.remove(id) {
                 self.stop(*id, c).await;
             }
-            controllers.insert(*id, self.spawn(by_id[id]));
+            let c = self.spawn(by_id[id], desired[id].clone());
+            controllers.running.insert(*id, c);
         }
         for id in &plan.start {
-            controllers.insert(*id, self.spawn(by_id[id]));
+            let c = self.spawn(by_id[id], desired[id].clone());
+            controllers.running.insert(*id, c);
         }
     }
 
-    /// Restarts, on the new build, every instance whose plugin library changed.
-    pub async fn replace_catalog(&self, catalog: Arc<Catalog>, items: &[InstanceItem]) {
+    /// Swaps in a new catalog; instances whose plugin library changed restart on the
+    /// new build (through [`Manager::apply`], like any other change).
+    pub async fn replace_catalog(&self, catalog: Arc<Catalog>) {
         *self.shared.catalog.write().expect("catalog lock") = catalog;
-        let mut controllers = self.controllers.lock().await;
-        for item in items {
-            let Some(c) = controllers.get(&item.id) else {
-                continue;
-            };
-            let digest = self.digest_of(item);
-            if c.digest != digest {
-                tracing::info!(key = %item.key, "plugin library changed: restarting on the new build");
-                let c = controllers.remove(&item.id).expect("present");
-                self.stop(item.id, c).await;
-                controllers.insert(item.id, self.spawn(item));
-            }
-        }
+        let items = self.controllers.lock().await.items.clone();
+        self.apply(&items).await;
     }
 
-    /// Stops every instance, each within the stop timeout; returns the keys of those
-    /// that had to be abandoned.
+    /// Stops every instance at once under one deadline, naming those still stopping
+    /// while it waits; returns the keys of those that had to be abandoned.
     pub async fn shutdown(&self) -> Vec<String> {
         let mut controllers = self.controllers.lock().await;
-        for c in controllers.values() {
+        for c in controllers.running.values() {
             c.stop.cancel();
         }
+        self.tracker.close();
         let deadline = tokio::time::Instant::now() + self.shared.stop_timeout;
-        let mut abandoned = Vec::new();
-        for (id, c) in std::mem::take(&mut *controllers) {
-            let key = self
-                .shared
-                .views
-                .lock()
-                .expect("views lock")
-                .get(&id)
-                .map(|v| v.key.clone())
-                .unwrap_or_default();
-            let mut task = c.task;
-            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                task.abort();
-                abandoned.push(key);
+        let mut remaining: Vec<(u64, Controller)> = std::mem::take(&mut controllers.running)
+            .into_iter()
+            .collect();
+        loop {
+            remaining.retain(|(_, c)| !c.task.is_finished());
+            if remaining.is_empty() {
+                return Vec::new();
             }
+            let keys = self.keys_of(remaining.iter().map(|(id, _)| *id));
+            if tokio::time::Instant::now() >= deadline {
+                for (_, c) in &remaining {
+                    c.task.abort();
+                }
+                return keys;
+            }
+            tracing::info!(instances = ?keys, "waiting for instances to stop");
+            let next = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            let _ = tokio::time::timeout_at(next, self.tracker.wait()).await;
         }
-        abandoned
+    }
+
+    fn keys_of(&self, ids: impl Iterator<Item = u64>) -> Vec<String> {
+        let views = self.shared.views.lock().expect("views lock");
+        ids.map(|id| views.get(&id).map(|v| v.key.clone()).unwrap_or_default())
+            .collect()
     }
 
     async fn stop(&self, id: u64, c: Controller) {
@@ -316,9 +344,8 @@ impl Manager {
         }
     }
 
-    fn spawn(&self, item: &InstanceItem) -> Controller {
+    fn spawn(&self, item: &InstanceItem, wanted: Wanted) -> Controller {
         let stop = CancellationToken::new();
-        let wanted = wanted(item);
         self.shared.views.lock().expect("views lock").insert(
             item.id,
             InstanceView {
@@ -341,24 +368,68 @@ impl Manager {
             connector = %item.connector_key,
             side = item.connector_type.as_str()
         );
-        let task = tokio::spawn(tracing::Instrument::instrument(
+        let task = self.tracker.spawn(tracing::Instrument::instrument(
             control(self.shared.clone(), item.clone(), wanted.run, stop.clone()),
             span,
         ));
-        Controller {
-            wanted,
-            digest: self.digest_of(item),
-            stop,
-            task,
+        Controller { wanted, stop, task }
+    }
+}
+
+/// Why one run of an instance ended other than by being stopped.
+struct RunFailure {
+    reason: String,
+    /// Retrying cannot help: the config is wrong, or names a secret this node does
+    /// not have.
+    permanent: bool,
+}
+
+impl RunFailure {
+    fn of_start(error: StartError) -> Self {
+        let permanent = matches!(&error, StartError::Plugin(e) if e.kind() == ErrorKind::InvalidConfig)
+            || matches!(error, StartError::SecretRef(_));
+        Self {
+            reason: error.to_string(),
+            permanent,
         }
     }
 }
 
-/// Whether retrying cannot help (the config is wrong, or names a secret this node
-/// does not have).
-fn permanent(error: &StartError) -> bool {
-    matches!(error, StartError::Plugin(e) if e.kind() == ErrorKind::InvalidConfig)
-        || matches!(error, StartError::SecretRef(_))
+/// Judges failed runs for the restart policy and shows each wait in the status.
+struct Restarts<'a> {
+    shared: &'a Shared,
+    item: &'a InstanceItem,
+}
+
+impl Classify<RunFailure> for Restarts<'_> {
+    fn classify(&mut self, failure: &RunFailure) -> Verdict {
+        if failure.permanent {
+            Verdict::Fail
+        } else {
+            Verdict::Retry
+        }
+    }
+
+    fn retrying(&mut self, failure: &RunFailure, _: u32, delay: Duration) {
+        self.shared.report(
+            self.item,
+            InstanceStatus::Pending,
+            Some(format!(
+                "restarting in {:.1}s after: {}",
+                delay.as_secs_f64(),
+                failure.reason
+            )),
+        );
+    }
+}
+
+/// Whether the supervisor has sent no config yet (the seed's activation carries none).
+fn no_config_yet(values: &serde_json::Value) -> bool {
+    match values {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
 }
 
 async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: CancellationToken) {
@@ -369,6 +440,13 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
     };
     if !run {
         return park(InstanceStatus::Inactive, None).await;
+    }
+    if no_config_yet(&item.config.values) {
+        return park(
+            InstanceStatus::Inactive,
+            Some("waiting for a config".to_string()),
+        )
+        .await;
     }
     let config = match InstanceConfig::parse(side(item.connector_type), &item.config.values) {
         Ok(c) => c,
@@ -383,75 +461,79 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
         connector_type: side(item.connector_type),
         config,
     };
-    let mut failures = 0u32;
-    loop {
-        let began = Instant::now();
-        let reason = match start_instance(&shared.ctx(), &spec).await {
-            Err(e) if permanent(&e) => {
-                return park(InstanceStatus::Failed, Some(e.to_string())).await
-            }
-            Err(e) => e.to_string(),
-            Ok(running) => {
-                shared.set_metrics(item.id, Some(running.metrics.clone()));
-                let mut task = running.task;
-                let mut active = false;
-                let ended = loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => {
-                            running.stop.cancel();
-                            if tokio::time::timeout(shared.stop_timeout, &mut task).await.is_err() {
-                                task.abort();
-                            }
-                            shared.report(&item, InstanceStatus::Inactive, None);
-                            return;
-                        }
-                        _ = running.metrics.opened_notify.notified(), if !active => {
-                            active = true;
-                            shared.report(&item, InstanceStatus::Active, None);
-                        }
-                        ended = &mut task => break ended,
-                    }
-                };
-                match ended {
-                    Ok(Ok(())) => "the instance stopped by itself".to_string(),
-                    Ok(Err(TaskError::Plugin { call, error }))
-                        if error.kind() == ErrorKind::InvalidConfig =>
-                    {
-                        return park(InstanceStatus::Failed, Some(format!("{call}: {error}")))
-                            .await;
-                    }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(join) => format!("instance task panicked: {join}"),
-                }
-            }
-        };
-        // A run that lasted a while was healthy: count failures afresh.
-        if began.elapsed() > Duration::from_secs(60) {
-            failures = 0;
-        }
-        failures += 1;
-        if failures > shared.restart.max_attempts {
+    let judge = Restarts {
+        shared: &shared,
+        item: &item,
+    };
+    let ended = crate::retry!(&shared.restart, judge, &stop, |_attempt| run_once(
+        &shared, &item, &spec, &stop
+    ));
+    match ended {
+        // Stopped on request.
+        Ok(()) | Err(GaveUp::Cancelled) => shared.report(&item, InstanceStatus::Inactive, None),
+        Err(GaveUp::Permanent(failure)) => park(InstanceStatus::Failed, Some(failure.reason)).await,
+        Err(GaveUp::Exhausted { error, attempts }) => {
             let reason = format!(
-                "{reason} (gave up after {} restarts)",
-                shared.restart.max_attempts
+                "{} (gave up after {} restarts)",
+                error.reason,
+                attempts.saturating_sub(1)
             );
-            return park(InstanceStatus::Failed, Some(reason)).await;
-        }
-        let delay = shared.restart.delay(failures);
-        shared.report(
-            &item,
-            InstanceStatus::Pending,
-            Some(format!(
-                "restarting in {:.1}s after: {reason}",
-                delay.as_secs_f64()
-            )),
-        );
-        tokio::select! {
-            _ = stop.cancelled() => {
-                shared.report(&item, InstanceStatus::Inactive, None);
-                return;
-            }
-            _ = tokio::time::sleep(delay) => {}
+            park(InstanceStatus::Failed, Some(reason)).await
         }
     }
+}
+
+/// Starts the instance and watches it until it is stopped (`Ok`) or ends by itself.
+/// Meanwhile the status follows the task: `active` once the plugin opened, with the
+/// failure it is retrying as the reason.
+async fn run_once(
+    shared: &Shared,
+    item: &InstanceItem,
+    spec: &InstanceSpec,
+    stop: &CancellationToken,
+) -> Result<(), RunFailure> {
+    let running = start_instance(&shared.ctx(), spec)
+        .await
+        .map_err(RunFailure::of_start)?;
+    shared.set_metrics(item.id, Some(running.metrics.clone()));
+    let mut trouble = running.metrics.trouble.subscribe();
+    let mut task = running.task;
+    let mut active = false;
+    let ended = loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                running.stop.cancel();
+                if tokio::time::timeout(shared.stop_timeout, &mut task).await.is_err() {
+                    task.abort();
+                }
+                return Ok(());
+            }
+            _ = running.metrics.opened_notify.notified(), if !active => {
+                active = true;
+                let reason = trouble.borrow_and_update().clone();
+                shared.report(item, InstanceStatus::Active, reason);
+            }
+            Ok(()) = trouble.changed() => {
+                let reason = trouble.borrow_and_update().clone();
+                let status = if active { InstanceStatus::Active } else { InstanceStatus::Pending };
+                shared.report(item, status, reason);
+            }
+            ended = &mut task => break ended,
+        }
+    };
+    let reason = match ended {
+        Ok(Ok(())) => "the instance stopped by itself".to_string(),
+        Ok(Err(TaskError::Plugin { call, error })) if error.kind() == ErrorKind::InvalidConfig => {
+            return Err(RunFailure {
+                reason: format!("{call}: {error}"),
+                permanent: true,
+            });
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(join) => format!("instance task panicked: {join}"),
+    };
+    Err(RunFailure {
+        reason,
+        permanent: false,
+    })
 }

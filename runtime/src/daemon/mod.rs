@@ -10,29 +10,22 @@ pub mod reconcile;
 
 use std::{
     net::SocketAddr,
-    path::Path,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::Context;
 use ld_supervisor::api::{Heartbeat, InstanceItem, LocalInstanceStatus, PluginInfo};
 use tokio_util::sync::CancellationToken;
 
 use self::{
     client::{Assignment, ClientError, SupervisorClient},
-    manager::{Manager, ManagerSettings},
+    manager::Manager,
     outbox::Outbox,
 };
 use crate::{
-    config::{DaemonConfig, StreamSettings},
+    config::DaemonConfig,
+    engine::{open_db, Engine, EngineSettings},
     instance::{CallPolicy, RetryPolicy},
-    plugin_host::Catalog,
-    state::StateStore,
-    stream::{
-        embedded::{Durability, EmbeddedConfig, EmbeddedLog, Retention},
-        StreamBackend,
-    },
 };
 
 /// Milliseconds since the Unix epoch (the `at` of reports and heartbeats).
@@ -50,71 +43,6 @@ pub struct RunInfo {
 }
 
 const ASSIGNMENT_KEY: &str = "assignment";
-
-fn open_backend(
-    config: &DaemonConfig,
-    db: &sled::Db,
-) -> anyhow::Result<(Arc<dyn StreamBackend>, Option<EmbeddedLog>)> {
-    match &config.stream {
-        StreamSettings::Embedded {
-            durability,
-            partitions,
-            retention_bytes,
-            retention_age,
-        } => {
-            let durability = if durability == "batch" {
-                Durability::Batch
-            } else {
-                Durability::Interval(
-                    humantime::parse_duration(durability).context("stream.durability")?,
-                )
-            };
-            let log = EmbeddedLog::open(
-                db.clone(),
-                EmbeddedConfig {
-                    durability,
-                    partitions: *partitions,
-                    retention: Retention {
-                        max_bytes: *retention_bytes,
-                        max_age: *retention_age,
-                    },
-                },
-            )?;
-            Ok((Arc::new(log.clone()), Some(log)))
-        }
-        #[cfg(feature = "iggy")]
-        StreamSettings::Iggy {
-            address,
-            username,
-            password,
-            create_missing,
-        } => {
-            let backend = crate::stream::iggy::IggyBackend::new(crate::stream::iggy::IggyConfig {
-                address: address.clone(),
-                username: username.clone(),
-                password: password.expose().to_string(),
-                create_missing: *create_missing,
-                ..Default::default()
-            });
-            Ok((Arc::new(backend), None))
-        }
-        #[cfg(not(feature = "iggy"))]
-        StreamSettings::Iggy { .. } => {
-            anyhow::bail!(
-                "stream.backend: this build has no iggy backend (build with --features iggy)"
-            )
-        }
-    }
-}
-
-fn load_catalog(config: &DaemonConfig) -> anyhow::Result<Catalog> {
-    let catalog = Catalog::load_dir(&config.plugin_dir, &config.state_dir.join("plugin-cache"))
-        .with_context(|| format!("plugin_dir: cannot read {}", config.plugin_dir.display()))?;
-    for refused in catalog.refused() {
-        tracing::warn!("plugin refused: {refused}");
-    }
-    Ok(catalog)
-}
 
 fn heartbeat_of(manager: &Manager) -> Heartbeat {
     let catalog = manager.catalog();
@@ -146,24 +74,6 @@ fn heartbeat_of(manager: &Manager) -> Heartbeat {
     }
 }
 
-/// Watches the plugin directory; each burst of changes sends one `()`.
-fn watch_plugins(
-    dir: &Path,
-) -> anyhow::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)> {
-    use notify::Watcher;
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.try_send(());
-        }
-    })
-    .context("cannot watch the plugin directory")?;
-    watcher
-        .watch(dir, notify::RecursiveMode::NonRecursive)
-        .with_context(|| format!("cannot watch {}", dir.display()))?;
-    Ok((watcher, rx))
-}
-
 /// Runs the daemon until `shutdown` fires. `on_ready` runs once, after the first
 /// reconcile (from the supervisor, or from the cache when it is unreachable).
 pub async fn run(
@@ -177,11 +87,7 @@ pub async fn run(
         supervisor = %config.supervisor_url,
         "ld-connectord starting"
     );
-    let db = crate::local::open_db(&config.state_dir)?;
-    let (backend, embedded) = open_backend(&config, &db)?;
-    // With the embedded log, checkpoints ride the log's flushes (same database); with
-    // a remote stream, each checkpoint is flushed on its own.
-    let state = StateStore::with_db(db.clone(), embedded.is_none())?;
+    let db = open_db(&config.state_dir)?;
     let outbox = Outbox::open(&db)?;
     let cache = db.open_tree("daemon/cache")?;
     let client = SupervisorClient::new(
@@ -190,28 +96,28 @@ pub async fn run(
         config.api_key.clone(),
         &config.supervisor_ca,
     );
-    let manager = Arc::new(Manager::new(
-        Arc::new(load_catalog(&config)?),
-        backend,
-        state.clone(),
-        outbox.clone(),
-        ManagerSettings {
+    let mut engine = Engine::start(
+        EngineSettings {
             node_id: config.node_id.clone(),
+            plugin_dir: config.plugin_dir.clone(),
+            state_dir: config.state_dir.clone(),
+            stream: config.stream.clone(),
+            api_listen: config.api_listen,
             policy: CallPolicy {
                 call_timeout: config.call_timeout,
                 retry: RetryPolicy::default(),
             },
-            restart: RetryPolicy {
-                initial: config.restart_backoff,
-                max: config.restart_backoff_max,
-                max_attempts: config.max_restarts,
-            },
+            restart: restart_policy(&config),
             stop_timeout: config.shutdown_timeout,
         },
-    ));
+        db,
+        Arc::new(outbox.clone()),
+    )
+    .await?;
+    let manager = engine.manager.clone();
 
     // Resume what the node ran before, even if the supervisor is down.
-    let mut items: Vec<InstanceItem> = match cache.get(ASSIGNMENT_KEY)? {
+    let items: Vec<InstanceItem> = match cache.get(ASSIGNMENT_KEY)? {
         Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cached assignment unreadable; ignored");
             Vec::new()
@@ -222,21 +128,9 @@ pub async fn run(
         tracing::info!(instances = items.len(), "resuming the cached assignment");
         manager.apply(&items).await;
     }
-
-    let listener = tokio::net::TcpListener::bind(config.api_listen)
-        .await
-        .with_context(|| format!("api_listen: cannot listen on {}", config.api_listen))?;
     let info = RunInfo {
-        api_addr: listener.local_addr()?,
+        api_addr: engine.api_addr,
     };
-    tracing::info!(addr = %info.api_addr, "local API listening");
-    let api_shutdown = shutdown.clone();
-    let api_router = api::router(manager.clone());
-    let api_task = tokio::spawn(async move {
-        axum::serve(listener, api_router)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
-    });
 
     let background = CancellationToken::new();
     tokio::spawn(outbox.clone().run(client.clone(), background.clone()));
@@ -246,34 +140,30 @@ pub async fn run(
         config.clone(),
         background.clone(),
     ));
-    if let Some(log) = embedded {
-        tokio::spawn(retention(log, background.clone()));
-    }
-    let (_watcher, mut plugin_changes) = watch_plugins(&config.plugin_dir)?;
 
     let mut on_ready = Some(on_ready);
     let mut etag: Option<String> = None;
-    let mut backoff = Duration::from_millis(250);
+    // The fetch never gives up (the node runs what it has meanwhile); it only backs off.
+    let fetch_backoff = RetryPolicy {
+        initial: Duration::from_millis(250),
+        max: Duration::from_secs(30),
+        max_attempts: u32::MAX,
+        healthy_after: None,
+    };
+    let mut failed_fetches = 0u32;
     loop {
         let outcome = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(()) = plugin_changes.recv() => {
-                // Let a copy in progress finish, and take the burst as one change.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                while plugin_changes.try_recv().is_ok() {}
-                match load_catalog(&config) {
-                    Ok(catalog) => {
-                        tracing::info!(connectors = catalog.entries().len(), "plugin directory changed: catalog reloaded");
-                        manager.replace_catalog(Arc::new(catalog), &items).await;
-                        // Announce the new catalog without holding up this loop.
-                        let (client, manager, node) = (client.clone(), manager.clone(), config.node_id.clone());
-                        tokio::spawn(async move {
-                            let _ = client.heartbeat(&node, &heartbeat_of(&manager)).await;
-                        });
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot reload plugins"),
+            () = engine.plugin_change() => {
+                if !engine.reload_plugins().await {
+                    continue;
                 }
+                // Announce the new catalog without holding up this loop.
+                let (client, manager, node) = (client.clone(), manager.clone(), config.node_id.clone());
+                tokio::spawn(async move {
+                    let _ = client.heartbeat(&node, &heartbeat_of(&manager)).await;
+                });
                 continue;
             }
             outcome = client.instances(etag.as_deref(), config.long_poll_wait) => outcome,
@@ -283,7 +173,7 @@ pub async fn run(
                 etag: new_etag,
                 instances,
             }) => {
-                backoff = Duration::from_millis(250);
+                failed_fetches = 0;
                 etag = new_etag;
                 match serde_json::to_vec(&instances) {
                     Ok(bytes) => {
@@ -294,10 +184,11 @@ pub async fn run(
                     Err(e) => tracing::warn!(error = %e, "cannot encode the assignment"),
                 }
                 manager.apply(&instances).await;
-                items = instances;
             }
-            Ok(Assignment::Unchanged) => backoff = Duration::from_millis(250),
+            Ok(Assignment::Unchanged) => failed_fetches = 0,
             Err(e) => {
+                failed_fetches = failed_fetches.saturating_add(1);
+                let backoff = fetch_backoff.delay(failed_fetches);
                 match &e {
                     ClientError::BadAnswer(_) => {
                         tracing::error!(error = %e, "ignoring the answer; the last good assignment stays in force")
@@ -310,7 +201,6 @@ pub async fn run(
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
         if let Some(ready) = on_ready.take() {
@@ -318,18 +208,23 @@ pub async fn run(
         }
     }
 
-    tracing::info!("shutting down: stopping instances");
-    let abandoned = manager.shutdown().await;
-    if !abandoned.is_empty() {
-        tracing::error!(instances = ?abandoned, "abandoned at the shutdown deadline");
-    }
+    engine.stop().await?;
     // One last try to deliver the final statuses; the rest waits in the outbox.
     let _ = tokio::time::timeout(Duration::from_secs(2), outbox.send_all(&client)).await;
     background.cancel();
-    state.flush().await?;
-    let _ = api_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Restarts of a failing instance: `max_restarts` after the first run; a run of a
+/// minute or more counts as healthy and starts the count afresh.
+pub fn restart_policy(config: &DaemonConfig) -> RetryPolicy {
+    RetryPolicy {
+        initial: config.restart_backoff,
+        max: config.restart_backoff_max,
+        max_attempts: config.max_restarts.saturating_add(1),
+        healthy_after: Some(Duration::from_secs(60)),
+    }
 }
 
 async fn heartbeats(
@@ -364,22 +259,6 @@ async fn heartbeats(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(tick) => since_heartbeat += tick,
-        }
-    }
-}
-
-async fn retention(log: EmbeddedLog, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-        }
-        let log = log.clone();
-        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(batches = n, "retention removed old batches"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
-            Err(_) => {}
         }
     }
 }

@@ -98,3 +98,13 @@ impl Outbox {
         }
     }
 }
+
+impl super::manager::StatusSink for Outbox {
+    fn put(&self, instance_id: u64, report: &StatusReport) {
+        Outbox::put(self, instance_id, report)
+    }
+
+    fn forget(&self, instance_id: u64) {
+        Outbox::forget(self, instance_id)
+    }
+}

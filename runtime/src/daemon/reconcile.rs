@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 
 /// What the node must run for one instance, as far as reconciling is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     /// The config version to run.
     pub config_version: u64,
     /// `false` when stopped or disabled: the instance is kept, not run.
     pub run: bool,
+    /// The digest of the plugin library that provides the connector, if installed: a
+    /// new build restarts the instance.
+    pub plugin: Option<String>,
 }
 
 /// The steps to apply, each a list of instance ids in ascending order.
@@ -17,7 +20,7 @@ pub struct Wanted {
 pub struct Plan {
     /// Deleted: stop, close the plugin and forget local state.
     pub stop: Vec<u64>,
-    /// Changed (config version, or run/stopped): stop, then start on the new spec.
+    /// Changed (config version, run/stopped, or plugin build): stop, then start anew.
     pub restart: Vec<u64>,
     /// New: start.
     pub start: Vec<u64>,
@@ -56,6 +59,14 @@ mod tests {
         Wanted {
             config_version: v,
             run,
+            plugin: Some("a1".into()),
+        }
+    }
+
+    fn built(v: u64, digest: &str) -> Wanted {
+        Wanted {
+            plugin: Some(digest.into()),
+            ..w(v, true)
         }
     }
 
@@ -110,6 +121,30 @@ mod tests {
                 "started again",
                 vec![(1, w(2, true))],
                 vec![(1, w(2, false))],
+                Plan {
+                    restart: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "new plugin build",
+                vec![(1, built(2, "b2"))],
+                vec![(1, built(2, "a1"))],
+                Plan {
+                    restart: vec![1],
+                    ..Plan::default()
+                },
+            ),
+            (
+                "plugin installed",
+                vec![(1, built(2, "a1"))],
+                vec![(
+                    1,
+                    Wanted {
+                        plugin: None,
+                        ..w(2, true)
+                    },
+                )],
                 Plan {
                     restart: vec![1],
                     ..Plan::default()

@@ -21,6 +21,8 @@ pub struct InstanceMetrics {
     pub opened_notify: tokio::sync::Notify,
     /// Time per delivered batch (sink: the plugin's write; source: the append).
     pub batch_latency: Histogram,
+    /// The failure being retried right now, if any: the instance's status shows it.
+    pub trouble: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// A latency histogram with fixed buckets, in the Prometheus sense (cumulative on
@@ -77,6 +79,15 @@ impl InstanceMetrics {
     pub(crate) fn mark_opened(&self) {
         self.opened.store(true, Ordering::Release);
         self.opened_notify.notify_one();
+    }
+
+    /// Shows (or, with `None`, clears) the failure being retried.
+    pub(crate) fn set_trouble(&self, trouble: Option<String>) {
+        self.trouble.send_if_modified(|now| {
+            let changed = *now != trouble;
+            *now = trouble;
+            changed
+        });
     }
 
     pub(crate) fn error(&self) {

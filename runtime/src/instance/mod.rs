@@ -10,9 +10,10 @@ mod start;
 use std::time::Duration;
 
 use ld_plugin_api::PluginError;
+use tokio_util::sync::CancellationToken;
 
 pub use metrics::{Histogram, InstanceMetrics, BUCKETS};
-pub use retry::RetryPolicy;
+pub use retry::{Classify, GaveUp, Next, Retry, RetryPolicy, Verdict};
 pub use sink_task::{run_sink, SinkTask};
 pub use source_task::{run_source, SourceTask};
 pub use start::{start_instance, InstanceSpec, RunningInstance, StartError, TaskContext};
@@ -70,75 +71,110 @@ impl Default for CallPolicy {
     }
 }
 
-/// What to do after one attempt of a plugin call.
-pub(crate) enum Step<T> {
-    /// It worked.
-    Done(T),
-    /// A transient failure: wait this long, then try again.
-    Retry(std::time::Duration),
-    /// Give up.
-    Fail(TaskError),
-}
-
-/// Counts the attempts of one plugin call and judges each outcome: transient failures
-/// are retried with backoff up to the policy's limit; anything else ends the call.
-pub(crate) struct Attempts<'a> {
-    policy: &'a CallPolicy,
-    call: &'static str,
-    metrics: &'a InstanceMetrics,
-    attempt: u32,
-}
-
-impl<'a> Attempts<'a> {
-    pub(crate) fn new(
-        policy: &'a CallPolicy,
-        call: &'static str,
-        metrics: &'a InstanceMetrics,
-    ) -> Self {
-        Self {
-            policy,
-            call,
-            metrics,
-            attempt: 0,
+impl TaskError {
+    /// Whether another attempt may succeed: a plugin's retryable error, or a stream
+    /// that is unavailable for now.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TaskError::Plugin { error, .. } => error.is_retryable(),
+            TaskError::Stream(e) => e.is_transient(),
+            _ => false,
         }
     }
 
-    /// Runs one attempt with the call deadline and judges it.
-    pub(crate) async fn attempt<T>(
-        &mut self,
-        call: impl std::future::Future<Output = Result<T, PluginError>>,
-    ) -> Step<T> {
-        self.attempt += 1;
-        let error = match tokio::time::timeout(self.policy.call_timeout, call).await {
-            Ok(Ok(value)) => return Step::Done(value),
-            Ok(Err(error)) => error,
-            Err(_) => {
-                self.metrics.error();
-                return Step::Fail(TaskError::Timeout {
-                    call: self.call,
-                    after: self.policy.call_timeout,
-                });
-            }
-        };
-        self.metrics.error();
-        let attempt = self.attempt;
-        if !error.is_retryable() || attempt >= self.policy.retry.max_attempts {
-            let error = if error.is_retryable() {
-                PluginError::new(
+    /// The reason of a failure that persisted, with the number of attempts.
+    fn gave_up(self, attempts: u32) -> TaskError {
+        match self {
+            TaskError::Plugin { call, error } => TaskError::Plugin {
+                call,
+                error: PluginError::new(
                     error.kind(),
-                    format!("{} (gave up after {attempt} attempts)", error.message()),
-                )
-            } else {
-                error
-            };
-            return Step::Fail(TaskError::Plugin {
-                call: self.call,
-                error,
-            });
+                    format!("{} (gave up after {attempts} attempts)", error.message()),
+                ),
+            },
+            other => TaskError::Config(format!("{other} (gave up after {attempts} attempts)")),
         }
-        let delay = self.policy.retry.delay(attempt);
+    }
+}
+
+/// Classifies the failures of an instance task's calls, counts them, and shows the
+/// last one in the instance's status while it is retried.
+pub(crate) struct TaskRetry<'a> {
+    call: &'static str,
+    metrics: &'a InstanceMetrics,
+    retried: bool,
+}
+
+impl Classify<TaskError> for &mut TaskRetry<'_> {
+    fn classify(&mut self, error: &TaskError) -> Verdict {
+        self.metrics.error();
+        if error.is_transient() {
+            Verdict::Retry
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    fn retrying(&mut self, error: &TaskError, attempt: u32, delay: Duration) {
+        self.retried = true;
         tracing::warn!(%error, attempt, retry_in = ?delay, "{} failed; retrying", self.call);
-        Step::Retry(delay)
+        self.metrics
+            .set_trouble(Some(format!("retrying {} after: {error}", self.call)));
+    }
+}
+
+/// Runs one call of an instance task (`$op`, a future evaluated afresh for each
+/// attempt) with the policy's retries: `Ok(Some(value))`, `Ok(None)` when `$cancel`
+/// fired while waiting to retry, or the failure with its attempts.
+macro_rules! with_retries {
+    ($call:expr, $policy:expr, $metrics:expr, $cancel:expr, $op:expr) => {{
+        let mut judge = $crate::instance::TaskRetry::new($call, $metrics);
+        let result = $crate::retry!(&$policy.retry, &mut judge, $cancel, |_attempt| $op);
+        judge.finish(result)
+    }};
+}
+pub(crate) use with_retries;
+
+impl<'a> TaskRetry<'a> {
+    pub(crate) fn new(call: &'static str, metrics: &'a InstanceMetrics) -> Self {
+        Self {
+            call,
+            metrics,
+            retried: false,
+        }
+    }
+
+    /// Clears the status' retry reason and turns the outcome into the task's terms.
+    pub(crate) fn finish<T>(
+        self,
+        result: Result<T, GaveUp<TaskError>>,
+    ) -> Result<Option<T>, TaskError> {
+        if self.retried {
+            self.metrics.set_trouble(None);
+        }
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(GaveUp::Cancelled) => Ok(None),
+            Err(GaveUp::Permanent(error)) => Err(error),
+            Err(GaveUp::Exhausted { error, attempts }) => Err(error.gave_up(attempts)),
+        }
+    }
+}
+
+/// One plugin call under the call deadline; a call that overruns it is not retried
+/// (the plugin may be hung).
+pub(crate) async fn deadline<T>(
+    call: &'static str,
+    policy: &CallPolicy,
+    fut: impl std::future::Future<Output = Result<T, PluginError>>,
+) -> Result<T, TaskError> {
+    match tokio::time::timeout(policy.call_timeout, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(TaskError::Plugin { call, error }),
+        Err(_) => Err(TaskError::Timeout {
+            call,
+            after: policy.call_timeout,
+        }),
     }
 }
 
@@ -166,31 +202,17 @@ pub(crate) async fn open_plugin(
     plugin: &mut impl OpenPlugin,
     policy: &CallPolicy,
     metrics: &InstanceMetrics,
-    cancel: &tokio_util::sync::CancellationToken,
+    cancel: &CancellationToken,
 ) -> Result<bool, TaskError> {
-    let mut attempts = Attempts::new(policy, "open", metrics);
-    loop {
-        match attempts.attempt(plugin.open()).await {
-            Step::Done(()) => break,
-            Step::Fail(e) => return Err(e),
-            Step::Retry(delay) => {
-                if !pause(delay, cancel).await {
-                    return Ok(false);
-                }
-            }
-        }
+    let opened = with_retries!(
+        "open",
+        policy,
+        metrics,
+        cancel,
+        deadline("open", policy, plugin.open())
+    )?;
+    if opened.is_some() {
+        metrics.mark_opened();
     }
-    metrics.mark_opened();
-    Ok(true)
-}
-
-/// Sleeps for `delay`; `false` when `cancel` fired first.
-pub(crate) async fn pause(
-    delay: std::time::Duration,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
-    }
+    Ok(opened.is_some())
 }

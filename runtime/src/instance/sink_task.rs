@@ -8,7 +8,7 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 use ld_plugin_api::SinkBatch;
 use tokio_util::sync::CancellationToken;
 
-use super::{open_plugin, pause, Attempts, CallPolicy, InstanceMetrics, Step, TaskError};
+use super::{deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError};
 use crate::{
     config::SinkStream,
     plugin_host::SinkHandle,
@@ -195,22 +195,19 @@ impl Ledger {
         shutdown: &CancellationToken,
     ) -> Result<(), TaskError> {
         if self.durable < self.consumed {
-            let mut attempts = Attempts::new(policy, "flush", metrics);
-            loop {
-                match attempts.attempt(plugin.flush(self.consumed, closing)).await {
-                    // A plugin cannot make more durable than it was given.
-                    Step::Done(durable) => {
-                        self.durable = durable.clamp(self.durable, self.consumed);
-                        break;
-                    }
-                    Step::Fail(e) => return Err(e),
-                    Step::Retry(delay) => {
-                        if !pause(delay, shutdown).await {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
+            let consumed = self.consumed;
+            let flushed = with_retries!(
+                "flush",
+                policy,
+                metrics,
+                shutdown,
+                deadline("flush", policy, plugin.flush(consumed, closing))
+            )?;
+            let Some(durable) = flushed else {
+                return Ok(());
+            };
+            // A plugin cannot make more durable than it was given.
+            self.durable = durable.clamp(self.durable, self.consumed);
         }
         let mut due: Vec<(usize, u32, u64)> = Vec::new();
         while let Some(u) = self.uncommitted.front() {
@@ -232,6 +229,7 @@ impl Ledger {
                 partition,
                 next_offset,
                 policy,
+                metrics,
                 shutdown,
             )
             .await?;
@@ -355,18 +353,24 @@ async fn deliver(
     batch.message_views(&headers, &mut views);
     let payload_bytes: usize = batch.entries.iter().map(|e| e.payload_len as usize).sum();
     let started = std::time::Instant::now();
-    let mut attempts = Attempts::new(policy, "consume", metrics);
-    loop {
-        let view = SinkBatch::new(&topic.stream, &topic.topic, polled.partition, &views);
-        match attempts.attempt(plugin.consume(view)).await {
-            Step::Done(()) => break,
-            Step::Fail(e) => return Err(e),
-            Step::Retry(delay) => {
-                if !pause(delay, shutdown).await {
-                    return Ok(Delivered::Abandoned);
-                }
-            }
-        }
+    let consumed = with_retries!(
+        "consume",
+        policy,
+        metrics,
+        shutdown,
+        deadline(
+            "consume",
+            policy,
+            plugin.consume(SinkBatch::new(
+                &topic.stream,
+                &topic.topic,
+                polled.partition,
+                &views
+            ))
+        )
+    )?;
+    if consumed.is_none() {
+        return Ok(Delivered::Abandoned);
     }
     metrics.batch_latency.observe(started.elapsed());
     metrics.delivered(batch.len(), payload_bytes);
@@ -378,23 +382,13 @@ async fn commit(
     partition: u32,
     next_offset: u64,
     policy: &CallPolicy,
+    metrics: &InstanceMetrics,
     shutdown: &CancellationToken,
 ) -> Result<(), TaskError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match consumer.commit(partition, next_offset).await {
-            Ok(()) => return Ok(()),
-            Err(e)
-                if e.is_transient()
-                    && attempt < policy.retry.max_attempts
-                    && !shutdown.is_cancelled() =>
-            {
-                let delay = policy.retry.delay(attempt);
-                tracing::warn!(error = %e, attempt, "offset commit failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // Cancelled while waiting to retry: the offset stays where it was, and the batches
+    // after it come again after a restart.
+    with_retries!("offset commit", policy, metrics, shutdown, async {
+        Ok::<_, TaskError>(consumer.commit(partition, next_offset).await?)
+    })?;
+    Ok(())
 }

@@ -5,13 +5,13 @@
 //! channel between them holds one batch, so a source never runs more than one batch
 //! ahead of the stream.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ld_plugin_api::RawSourceBatch;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{open_plugin, CallPolicy, InstanceMetrics, TaskError};
+use super::{deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError};
 use crate::{
     config::SourceStream,
     plugin_host::SourceHandle,
@@ -99,9 +99,13 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
         job_rx,
         done_tx,
         producers,
-        state,
-        instance_key.clone(),
-        metrics.clone(),
+        AppendContext {
+            state,
+            instance_key: instance_key.clone(),
+            policy,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        },
     ));
 
     let result = poll_loop(
@@ -154,7 +158,6 @@ async fn poll_loop(
 ) -> Result<(), TaskError> {
     let mut seq = 0u64;
     let mut committed: Vec<u64> = Vec::new();
-    let mut failures = 0u32;
     loop {
         for s in committed.drain(..) {
             if let Err(error) = plugin.committed(s).await {
@@ -164,45 +167,26 @@ async fn poll_loop(
         }
         // Poll, keeping an eye on the appender: a failed append stops the task, and
         // finished appends are acknowledged once the poll is over.
-        let polled = {
-            let poll = tokio::time::timeout(policy.call_timeout, plugin.poll());
+        let polled = with_retries!("poll", policy, metrics, shutdown, async {
+            let poll = deadline("poll", policy, plugin.poll());
             tokio::pin!(poll);
             loop {
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return Ok(()),
-                    Some(result) = done.recv() => committed.push(result?),
-                    polled = &mut poll => break polled,
+                    _ = shutdown.cancelled() => return Ok(Poll::Shutdown),
+                    Some(result) = done.recv() => match result {
+                        Ok(seq) => committed.push(seq),
+                        Err(e) => return Ok(Poll::AppendFailed(e)),
+                    },
+                    polled = &mut poll => return polled.map(Poll::Batch),
                 }
             }
-        };
+        })?;
         let raw = match polled {
-            Err(_) => {
-                metrics.error();
-                return Err(TaskError::Timeout {
-                    call: "poll",
-                    after: policy.call_timeout,
-                });
-            }
-            Ok(Err(error)) => {
-                metrics.error();
-                failures += 1;
-                if !error.is_retryable() || failures >= policy.retry.max_attempts {
-                    return Err(TaskError::Plugin {
-                        call: "poll",
-                        error,
-                    });
-                }
-                let delay = policy.retry.delay(failures);
-                tracing::warn!(%error, attempt = failures, retry_in = ?delay, "poll failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => continue,
-                }
-            }
-            Ok(Ok(raw)) => raw,
+            None | Some(Poll::Shutdown) => return Ok(()),
+            Some(Poll::AppendFailed(e)) => return Err(e),
+            Some(Poll::Batch(raw)) => raw,
         };
-        failures = 0;
         let mut raw = raw;
         let state = raw.take_state();
         if raw.is_empty() && state.is_none() {
@@ -237,59 +221,78 @@ async fn poll_loop(
     }
 }
 
+/// What one poll came to.
+enum Poll {
+    Batch(RawSourceBatch),
+    Shutdown,
+    /// The appender failed meanwhile (after its own retries).
+    AppendFailed(TaskError),
+}
+
 async fn append_loop(
     mut jobs: mpsc::Receiver<Job>,
     done: mpsc::UnboundedSender<Result<u64, TaskError>>,
     mut producers: Vec<(TopicRef, Box<dyn Producer>)>,
-    state: StateStore,
-    instance_key: String,
-    metrics: Arc<InstanceMetrics>,
+    ctx: AppendContext,
 ) {
     while let Some(job) = jobs.recv().await {
-        let result = append_one(&job, &mut producers, &state, &instance_key, &metrics).await;
-        let failed = result.is_err();
-        let _ = done.send(result.map(|()| job.seq));
-        if failed {
-            return;
+        let result = append_one(&job, &mut producers, &ctx).await;
+        match result {
+            Ok(true) => {
+                let _ = done.send(Ok(job.seq));
+            }
+            // Given up at shutdown: neither the batch nor its state counts as saved.
+            Ok(false) => return,
+            Err(e) => {
+                let _ = done.send(Err(e));
+                return;
+            }
         }
     }
 }
 
+/// What every append of a source task uses.
+struct AppendContext {
+    state: StateStore,
+    instance_key: String,
+    policy: CallPolicy,
+    metrics: Arc<InstanceMetrics>,
+    shutdown: CancellationToken,
+}
+
+/// Appends one batch to every topic, then saves its state; `Ok(false)` when shutdown
+/// came while waiting to retry an append.
 async fn append_one(
     job: &Job,
     producers: &mut [(TopicRef, Box<dyn Producer>)],
-    state: &StateStore,
-    instance_key: &str,
-    metrics: &InstanceMetrics,
-) -> Result<(), TaskError> {
+    ctx: &AppendContext,
+) -> Result<bool, TaskError> {
+    let AppendContext {
+        state,
+        instance_key,
+        policy,
+        metrics,
+        shutdown,
+    } = ctx;
     let mut checkpoint_stored = false;
     if !job.batch.is_empty() {
         let started = std::time::Instant::now();
         let last = producers.len() - 1;
-        for (i, (topic, producer)) in producers.iter_mut().enumerate() {
+        for (i, (_, producer)) in producers.iter_mut().enumerate() {
             // The last topic's append carries the checkpoint, atomically where the
             // backend can (the embedded log).
             let checkpoint = if i == last {
-                job.state.as_deref().map(|s| (instance_key, s))
+                job.state.as_deref().map(|s| (instance_key.as_str(), s))
             } else {
                 None
             };
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match producer.append_checkpointed(&job.batch, checkpoint).await {
-                    Ok((_, stored)) => {
-                        checkpoint_stored |= stored;
-                        break;
-                    }
-                    Err(e) if e.is_transient() && attempt < 10 => {
-                        metrics.error();
-                        tracing::warn!(error = %e, %topic, attempt, "append failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            let appended = with_retries!("append", policy, metrics, shutdown, async {
+                Ok::<_, TaskError>(producer.append_checkpointed(&job.batch, checkpoint).await?)
+            })?;
+            let Some((_, stored)) = appended else {
+                return Ok(false);
+            };
+            checkpoint_stored |= stored;
         }
         let bytes: usize = job
             .batch
@@ -304,5 +307,5 @@ async fn append_one(
     if let (Some(s), false) = (&job.state, checkpoint_stored) {
         state.save_source_state(instance_key, s).await?;
     }
-    Ok(())
+    Ok(true)
 }

@@ -1,5 +1,6 @@
 //! Starting one instance: find its plugin, check its config, build the plugin instance
-//! (a source with its last saved state) and spawn its task inside a span that names it.
+//! (a source with its last saved state) and spawn its task in the caller's span (the
+//! manager's `instance` span, which names it: one span per instance).
 
 use std::sync::Arc;
 
@@ -106,12 +107,6 @@ pub async fn start_instance(
     };
     let metrics = Arc::new(InstanceMetrics::default());
     let stop = CancellationToken::new();
-    let span = tracing::info_span!(
-        "instance",
-        key = %spec.instance_key,
-        connector = %spec.connector_key,
-        side = side.as_str()
-    );
     let task = match (&spec.config.streams, side) {
         (Streams::Sink(streams), ConnectorType::Sink) => {
             let plugin = library
@@ -127,7 +122,7 @@ pub async fn start_instance(
                 policy: ctx.policy,
                 metrics: metrics.clone(),
             };
-            tokio::spawn(run_sink(task, stop.clone()).instrument(span))
+            tokio::spawn(run_sink(task, stop.clone()).in_current_span())
         }
         (Streams::Source(streams), ConnectorType::Source) => {
             let saved = ctx.state.source_state(&spec.instance_key)?;
@@ -145,7 +140,7 @@ pub async fn start_instance(
                 policy: ctx.policy,
                 metrics: metrics.clone(),
             };
-            tokio::spawn(run_source(task, stop.clone()).instrument(span))
+            tokio::spawn(run_source(task, stop.clone()).in_current_span())
         }
         _ => unreachable!("a config is parsed for the side of its instance"),
     };

@@ -1,0 +1,280 @@
+//! The engine that `run` and `local` both drive: the node's state, its stream backend,
+//! the plugin catalog (reloaded when the plugin directory changes), the instance
+//! manager, the local API and the stream's maintenance. Only where the instances come
+//! from differs: the supervisor's assignment, or config files.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::StreamSettings,
+    daemon::{
+        api,
+        manager::{Manager, ManagerSettings, StatusSink},
+    },
+    instance::{CallPolicy, RetryPolicy},
+    plugin_host::Catalog,
+    state::StateStore,
+    stream::{
+        embedded::{Durability, EmbeddedConfig, EmbeddedLog, Retention},
+        StreamBackend,
+    },
+};
+
+/// What the engine is built from.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// This node's id (in status reports).
+    pub node_id: String,
+    /// Directory of plugin libraries (watched for new builds).
+    pub plugin_dir: PathBuf,
+    /// Directory of local state.
+    pub state_dir: PathBuf,
+    /// The stream backend.
+    pub stream: StreamSettings,
+    /// Address of the local API (port 0: any free port).
+    pub api_listen: SocketAddr,
+    /// Plugin call deadlines and retries.
+    pub policy: CallPolicy,
+    /// Restarts of a failing instance.
+    pub restart: RetryPolicy,
+    /// Longest wait for the instances to stop.
+    pub stop_timeout: Duration,
+}
+
+/// A running engine.
+pub struct Engine {
+    /// The instances.
+    pub manager: Arc<Manager>,
+    /// Where the local API listens.
+    pub api_addr: SocketAddr,
+    state: StateStore,
+    settings: EngineSettings,
+    background: CancellationToken,
+    api_shutdown: CancellationToken,
+    api_task: JoinHandle<std::io::Result<()>>,
+    _watcher: notify::RecommendedWatcher,
+    plugin_changes: mpsc::Receiver<()>,
+}
+
+/// Opens the node's sled database with a bounded page cache.
+pub fn open_db(state_dir: &Path) -> anyhow::Result<sled::Db> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    crate::state::sled_config(&state_dir.join("db"))
+        .open()
+        .with_context(|| format!("cannot open local state in {}", state_dir.display()))
+}
+
+/// Opens the stream backend; with the embedded log, also returns the log for its
+/// maintenance.
+pub fn open_backend(
+    stream: &StreamSettings,
+    db: &sled::Db,
+) -> anyhow::Result<(Arc<dyn StreamBackend>, Option<EmbeddedLog>)> {
+    match stream {
+        StreamSettings::Embedded {
+            durability,
+            partitions,
+            retention_bytes,
+            retention_age,
+        } => {
+            let durability = if durability == "batch" {
+                Durability::Batch
+            } else {
+                Durability::Interval(
+                    humantime::parse_duration(durability).context("stream.durability")?,
+                )
+            };
+            let log = EmbeddedLog::open(
+                db.clone(),
+                EmbeddedConfig {
+                    durability,
+                    partitions: *partitions,
+                    retention: Retention {
+                        max_bytes: *retention_bytes,
+                        max_age: *retention_age,
+                    },
+                },
+            )?;
+            Ok((Arc::new(log.clone()), Some(log)))
+        }
+        #[cfg(feature = "iggy")]
+        StreamSettings::Iggy {
+            address,
+            username,
+            password,
+            create_missing,
+        } => {
+            let backend = crate::stream::iggy::IggyBackend::new(crate::stream::iggy::IggyConfig {
+                address: address.clone(),
+                username: username.clone(),
+                password: password.expose().to_string(),
+                create_missing: *create_missing,
+                ..Default::default()
+            });
+            Ok((Arc::new(backend), None))
+        }
+        #[cfg(not(feature = "iggy"))]
+        StreamSettings::Iggy { .. } => {
+            anyhow::bail!(
+                "stream.backend: this build has no iggy backend (build with --features iggy)"
+            )
+        }
+    }
+}
+
+fn load_catalog(plugin_dir: &Path, state_dir: &Path) -> anyhow::Result<Catalog> {
+    let catalog = Catalog::load_dir(plugin_dir, &state_dir.join("plugin-cache"))
+        .with_context(|| format!("plugin_dir: cannot read {}", plugin_dir.display()))?;
+    for refused in catalog.refused() {
+        tracing::warn!("plugin refused: {refused}");
+    }
+    Ok(catalog)
+}
+
+/// Watches the plugin directory; each burst of changes sends one `()`.
+fn watch_plugins(dir: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    use notify::Watcher;
+    let (tx, rx) = mpsc::channel(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    })
+    .context("cannot watch the plugin directory")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    Ok((watcher, rx))
+}
+
+impl Engine {
+    /// Opens the stream and the state in `db`, loads the plugins, and serves the
+    /// local API. No instance runs until [`Manager::apply`].
+    pub async fn start(
+        settings: EngineSettings,
+        db: sled::Db,
+        statuses: Arc<dyn StatusSink>,
+    ) -> anyhow::Result<Engine> {
+        let (backend, embedded) = open_backend(&settings.stream, &db)?;
+        // With the embedded log, checkpoints ride the log's flushes (same database,
+        // written with their batch); with a remote stream, each is flushed on its own.
+        let state = StateStore::with_db(db, embedded.is_none())?;
+        let catalog = load_catalog(&settings.plugin_dir, &settings.state_dir)?;
+        let manager = Arc::new(Manager::new(
+            Arc::new(catalog),
+            backend,
+            state.clone(),
+            statuses,
+            ManagerSettings {
+                node_id: settings.node_id.clone(),
+                policy: settings.policy,
+                restart: settings.restart,
+                stop_timeout: settings.stop_timeout,
+            },
+        ));
+
+        let listener = tokio::net::TcpListener::bind(settings.api_listen)
+            .await
+            .with_context(|| format!("api_listen: cannot listen on {}", settings.api_listen))?;
+        let api_addr = listener.local_addr()?;
+        tracing::info!(addr = %api_addr, "local API listening");
+        let api_shutdown = CancellationToken::new();
+        let api_router = api::router(manager.clone());
+        let api_task = {
+            let api_shutdown = api_shutdown.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, api_router)
+                    .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+                    .await
+            })
+        };
+
+        let background = CancellationToken::new();
+        if let Some(log) = embedded {
+            tokio::spawn(retention(log, background.clone()));
+        }
+        let (watcher, plugin_changes) = watch_plugins(&settings.plugin_dir)?;
+        Ok(Engine {
+            manager,
+            api_addr,
+            state,
+            settings,
+            background,
+            api_shutdown,
+            api_task,
+            _watcher: watcher,
+            plugin_changes,
+        })
+    }
+
+    /// Waits for the plugin directory to change (cancel-safe: use it in a `select!`,
+    /// then call [`Engine::reload_plugins`]).
+    pub async fn plugin_change(&mut self) {
+        if self.plugin_changes.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Reloads the catalog after a change; instances whose library changed restart on
+    /// the new build. `true` when the catalog was reloaded.
+    pub async fn reload_plugins(&mut self) -> bool {
+        // Let a copy in progress finish, and take the burst as one change.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while self.plugin_changes.try_recv().is_ok() {}
+        match load_catalog(&self.settings.plugin_dir, &self.settings.state_dir) {
+            Ok(catalog) => {
+                tracing::info!(
+                    connectors = catalog.entries().len(),
+                    "plugin directory changed: catalog reloaded"
+                );
+                self.manager.replace_catalog(Arc::new(catalog)).await;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload plugins");
+                false
+            }
+        }
+    }
+
+    /// Stops every instance under the stop deadline, then the background tasks and
+    /// the local API, and flushes the state.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: stopping instances");
+        let abandoned = self.manager.shutdown().await;
+        if !abandoned.is_empty() {
+            tracing::error!(instances = ?abandoned, "abandoned at the shutdown deadline");
+        }
+        self.background.cancel();
+        self.state.flush().await?;
+        self.api_shutdown.cancel();
+        let _ = self.api_task.await;
+        Ok(())
+    }
+}
+
+async fn retention(log: EmbeddedLog, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(batches = n, "retention removed old batches"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            Err(_) => {}
+        }
+    }
+}
