@@ -117,6 +117,23 @@ impl LocalRun {
         }
     }
 
+    /// Waits for the process to exit by itself; returns whether it succeeded, or kills
+    /// it and panics after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.success();
+            }
+            if started.elapsed() > limit {
+                panic!("did not exit within {limit:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Resident memory of the running process, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
