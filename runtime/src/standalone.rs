@@ -37,12 +37,33 @@ pub struct StandaloneOptions {
     pub tls: Option<TlsFiles>,
 }
 
-fn default_plugin_dir() -> anyhow::Result<PathBuf> {
+/// The connectors we ship (examples and test fixtures are built beside them but are
+/// not offered to users).
+const SHIPPED: &[&str] = &[
+    "stdout_sink",
+    "random_source",
+    "postgres_sink",
+    "postgres_source",
+    "elasticsearch_sink",
+    "iceberg_sink",
+];
+
+/// With no `--plugins`: a directory in the state directory linking the shipped
+/// connectors found beside this executable, so only they are loaded and listed.
+fn shipped_plugin_dir(state_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
-    Ok(exe
-        .parent()
-        .context("executable has no directory")?
-        .to_path_buf())
+    let beside = exe.parent().context("executable has no directory")?;
+    let dir = state_dir.join("plugins");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for name in SHIPPED {
+        let file = format!("libld_{name}.so");
+        let (from, to) = (beside.join(&file), dir.join(&file));
+        if from.is_file() && !to.exists() {
+            std::os::unix::fs::symlink(&from, &to)
+                .with_context(|| format!("cannot link {}", to.display()))?;
+        }
+    }
+    Ok(dir)
 }
 
 /// Runs until `shutdown`.
@@ -59,7 +80,7 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
     };
     let plugin_dir = match &opts.plugin_dir {
         Some(dir) => dir.clone(),
-        None => default_plugin_dir()?,
+        None => shipped_plugin_dir(&state_dir)?,
     };
 
     let supervisor = Supervisor::open(SupervisorConfig::new(state_dir.join("supervisor")))

@@ -1,8 +1,8 @@
 //! Input checks beyond JSON types: key syntax and the shape of an instance config.
 //!
 //! The supervisor cannot run a plugin's own config check, so it checks what every config
-//! shares (DESIGN.md, "Instance config") and leaves `plugin_config` to the plugin, whose
-//! rejection the nodes report as `failed`.
+//! shares (docs/architecture.md, "Instance config") and leaves `plugin_config` to the
+//! plugin, whose rejection the nodes report as `failed`.
 
 use serde_json::Value;
 

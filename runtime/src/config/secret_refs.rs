@@ -1,7 +1,7 @@
 //! Secret references in `plugin_config`: `${env:NAME}` and `${file:/path}` inside any
 //! string, resolved on the node when an instance starts, so the value itself never
-//! travels through the control plane and is never sent back (DESIGN.md, "Instance
-//! config"). A reference may be the whole string or a part of it
+//! travels through the control plane and is never sent back (docs/architecture.md,
+//! "Instance config"). A reference may be the whole string or a part of it
 //! (`postgres://app:${env:PG_PASSWORD}@db/orders`). A file's trailing line break is
 //! dropped, so a file written by `echo` holds just the value.
 
