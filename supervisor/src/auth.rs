@@ -22,80 +22,19 @@
 //! - `supervisor:keys:manage`: create, list and revoke API keys (a key can only hand out
 //!   permissions it holds itself, and a key bound to deployments cannot manage keys).
 
-use std::fmt;
-use std::str::FromStr;
-
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::API_KEY_HEADER;
 use crate::problem::ApiError;
 use crate::ratelimit::retry_after_secs;
 use crate::{now_ms, Supervisor};
-
-/// A permission a key can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Permission {
-    /// `deployment:connector:manage`
-    #[serde(rename = "deployment:connector:manage")]
-    Manage,
-    /// `deployment:connector:read`
-    #[serde(rename = "deployment:connector:read")]
-    Read,
-    /// `deployment:node`
-    #[serde(rename = "deployment:node")]
-    Node,
-    /// `supervisor:keys:manage`
-    #[serde(rename = "supervisor:keys:manage")]
-    KeysManage,
-}
-
-impl Permission {
-    /// Every permission, for a key that may do anything.
-    pub const ALL: [Permission; 4] = [
-        Permission::Manage,
-        Permission::Read,
-        Permission::Node,
-        Permission::KeysManage,
-    ];
-
-    /// The permission's name on the wire and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::Manage => "deployment:connector:manage",
-            Permission::Read => "deployment:connector:read",
-            Permission::Node => "deployment:node",
-            Permission::KeysManage => "supervisor:keys:manage",
-        }
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Permission {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown permission `{s}` (use deployment:connector:manage, \
-                     deployment:connector:read, deployment:node or supervisor:keys:manage)"
-                )
-            })
-    }
-}
+pub use ld_protocol::Permission;
+use ld_protocol::API_KEY_HEADER;
 
 /// A new random API key, as shown to its owner.
 pub fn generate_key() -> String {

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use ld_supervisor::api::{CreateKeyRequest, CreatedKey, KeyInfo, Problem, API_KEY_HEADER};
-use ld_supervisor::auth::Permission;
+use ld_protocol::{CreateKeyRequest, CreatedKey, KeyInfo, Permission, SupervisorClient};
 use ld_supervisor::{Supervisor, SupervisorConfig};
 
 /// Name of the file in the data directory where `serve` notes its URL.
@@ -94,11 +93,8 @@ fn parse_duration_secs(text: &str) -> Result<u64, String> {
 
 enum Backend {
     Local(Supervisor),
-    Remote {
-        client: reqwest::Client,
-        url: String,
-        key: String,
-    },
+    /// The keys routes are not under a deployment: the client's deployment id is unused.
+    Remote(SupervisorClient),
 }
 
 async fn backend(target: Target) -> anyhow::Result<Backend> {
@@ -136,39 +132,11 @@ fn remote(url: String, key: Option<String>, ca: Option<&Path>) -> anyhow::Result
              keys through its API"
         );
     };
-    let mut builder = reqwest::Client::builder();
+    let mut builder = SupervisorClient::builder(&url, 0).api_key(key);
     if let Some(ca) = ca {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .with_context(|| format!("{}: not a PEM certificate", ca.display()))?;
-        builder = builder.add_root_certificate(cert);
+        builder = builder.ca_file(ca)?;
     }
-    Ok(Backend::Remote {
-        client: builder.build()?,
-        url: url.trim_end_matches('/').to_string(),
-        key,
-    })
-}
-
-async fn call<T: serde::de::DeserializeOwned>(
-    response: Result<reqwest::Response, reqwest::Error>,
-    url: &str,
-) -> anyhow::Result<Option<T>> {
-    let response = response.with_context(|| format!("cannot reach ld-supervisor at {url}"))?;
-    let status = response.status();
-    let body = response.bytes().await?;
-    if !status.is_success() {
-        match serde_json::from_slice::<Problem>(&body) {
-            Ok(problem) => bail!("{status}: {}", problem.reason),
-            Err(_) => bail!("{status}: {}", String::from_utf8_lossy(&body)),
-        }
-    }
-    if body.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        serde_json::from_slice(&body).context("unexpected answer")?,
-    ))
+    Ok(Backend::Remote(builder.build()?))
 }
 
 /// Runs one keys command.
@@ -192,17 +160,7 @@ pub async fn run(target: Target, command: KeysCommand) -> anyhow::Result<()> {
                 Backend::Local(supervisor) => supervisor
                     .create_key(req, None)
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
-                Backend::Remote { client, url, key } => call(
-                    client
-                        .post(format!("{url}/keys"))
-                        .header(API_KEY_HEADER, key)
-                        .json(&req)
-                        .send()
-                        .await,
-                    url,
-                )
-                .await?
-                .context("empty answer")?,
+                Backend::Remote(client) => client.create_key(&req).await?,
             };
             eprintln!(
                 "created API key {} (shown once; only its SHA-256 is stored)",
@@ -213,16 +171,7 @@ pub async fn run(target: Target, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List { json } => {
             let keys: Vec<KeyInfo> = match &backend {
                 Backend::Local(supervisor) => supervisor.list_keys()?,
-                Backend::Remote { client, url, key } => call(
-                    client
-                        .get(format!("{url}/keys"))
-                        .header(API_KEY_HEADER, key)
-                        .send()
-                        .await,
-                    url,
-                )
-                .await?
-                .unwrap_or_default(),
+                Backend::Remote(client) => client.list_keys().await?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
@@ -235,17 +184,7 @@ pub async fn run(target: Target, command: KeysCommand) -> anyhow::Result<()> {
                 Backend::Local(supervisor) => supervisor
                     .revoke_key(&id)
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
-                Backend::Remote { client, url, key } => {
-                    call::<serde_json::Value>(
-                        client
-                            .delete(format!("{url}/keys/{id}"))
-                            .header(API_KEY_HEADER, key)
-                            .send()
-                            .await,
-                        url,
-                    )
-                    .await?;
-                }
+                Backend::Remote(client) => client.revoke_key(&id).await?,
             }
             eprintln!("revoked API key {id}");
         }

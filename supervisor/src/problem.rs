@@ -10,8 +10,7 @@ use axum::Json;
 use crate::api::Problem;
 use crate::store::StoreError;
 
-/// Media type of an RFC 7807 problem document.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use ld_protocol::PROBLEM_JSON;
 
 /// An error a handler answers with; turns into a problem document.
 #[derive(Debug, thiserror::Error)]

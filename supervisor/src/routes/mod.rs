@@ -1,5 +1,6 @@
-//! HTTP routes: one table of (method, path, handler) builds the router, and the same table
-//! is what the OpenAPI test compares `docs/supervisor-openapi.yaml` against.
+//! HTTP routes: `ld-protocol`'s table of (method, path) builds the router, each route
+//! paired with its handler here, and the same table is what the OpenAPI test compares
+//! `docs/supervisor-openapi.yaml` against.
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
@@ -14,49 +15,10 @@ mod instances;
 mod keys;
 mod nodes;
 
-/// Main API: the connector catalog of a deployment.
-pub const CATALOG: &str = "/tenants/{tenant_id}/divisions/{division_id}/environments/{environment_id}/deployments/{deployment_id}/connectors";
-/// Main API: activate a connector.
-pub const ACTIVATE: &str = "/tenants/{tenant_id}/divisions/{division_id}/environments/{environment_id}/deployments/{deployment_id}/connectors/activate";
-/// Supervisor API: list instances (long poll with `If-None-Match` + `wait`).
-pub const INSTANCES: &str = "/deployments/{deployment_id}/connectors/instances";
-/// Supervisor API: one instance (delete).
-pub const INSTANCE: &str = "/deployments/{deployment_id}/connectors/instances/{instance_id}";
-/// *Extension:* a node's status report on one instance.
-pub const INSTANCE_STATUS: &str =
-    "/deployments/{deployment_id}/connectors/instances/{instance_id}/status";
-/// *Extension:* store a new config version.
-pub const INSTANCE_CONFIG: &str =
-    "/deployments/{deployment_id}/connectors/instances/{instance_id}/config";
-/// *Extension:* stop an instance.
-pub const INSTANCE_STOP: &str =
-    "/deployments/{deployment_id}/connectors/instances/{instance_id}/stop";
-/// *Extension:* start a stopped instance.
-pub const INSTANCE_START: &str =
-    "/deployments/{deployment_id}/connectors/instances/{instance_id}/start";
-/// *Extension:* node heartbeat.
-pub const NODE: &str = "/deployments/{deployment_id}/nodes/{node_id}";
-
-/// *Extension:* API keys: create (POST) and list (GET).
-pub const KEYS: &str = "/keys";
-/// *Extension:* one API key: revoke (DELETE).
-pub const KEY: &str = "/keys/{key_id}";
-
-/// Every route the supervisor serves, as (method, path) in OpenAPI path syntax.
-pub const ROUTES: &[(Method, &str)] = &[
-    (Method::GET, CATALOG),
-    (Method::POST, ACTIVATE),
-    (Method::GET, INSTANCES),
-    (Method::DELETE, INSTANCE),
-    (Method::PUT, INSTANCE_STATUS),
-    (Method::PUT, INSTANCE_CONFIG),
-    (Method::POST, INSTANCE_STOP),
-    (Method::POST, INSTANCE_START),
-    (Method::PUT, NODE),
-    (Method::GET, KEYS),
-    (Method::POST, KEYS),
-    (Method::DELETE, KEY),
-];
+pub use ld_protocol::routes::{
+    ACTIVATE, CATALOG, INSTANCE, INSTANCES, INSTANCE_CONFIG, INSTANCE_START, INSTANCE_STATUS,
+    INSTANCE_STOP, KEY, KEYS, NODE, ROUTES,
+};
 
 fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
     let filter = MethodFilter::try_from(method.clone()).expect("standard method");
