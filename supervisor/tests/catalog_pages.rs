@@ -3,7 +3,7 @@
 mod common;
 
 use common::{main_api, Server, DEP};
-use ld_supervisor::api::ConnectorType;
+use ld_protocol::ConnectorType;
 use ld_supervisor::CatalogEntry;
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{cli_create_key, Binary, DEP};
-use ld_supervisor::auth::Permission;
+use ld_protocol::{ClientError, Permission, SupervisorClient};
 use ld_supervisor::{Supervisor, SupervisorConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -43,9 +43,12 @@ fn make_pki(dir: &Path) -> Pki {
     pki
 }
 
-fn trusting(pki: &Pki) -> reqwest::Client {
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pki.ca_pem).unwrap())
+/// A protocol client of `base` trusting the test CA.
+fn trusting(pki: &Pki, base: &str, key: &str) -> SupervisorClient {
+    SupervisorClient::builder(base, DEP)
+        .api_key(key)
+        .ca_file(&pki.ca)
+        .unwrap()
         .build()
         .unwrap()
 }
@@ -65,28 +68,28 @@ async fn embedded_supervisor_serves_https() {
     }));
 
     for host in ["localhost", "127.0.0.1"] {
-        let url = format!("https://{host}:{port}/deployments/{DEP}/connectors/instances");
-        let response = trusting(&pki)
-            .get(&url)
-            .header("ld-api-key", &key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{url}");
+        let base = format!("https://{host}:{port}");
+        let listed = trusting(&pki, &base, &key).list_instances().await;
+        assert!(listed.is_ok(), "{base}: {listed:?}");
     }
-    // A client that does not trust the CA refuses the server; plain HTTP gets no answer.
-    let url = format!("https://127.0.0.1:{port}/deployments/{DEP}/connectors/instances");
-    assert!(reqwest::Client::new().get(&url).send().await.is_err());
-    let plain = format!("http://127.0.0.1:{port}/deployments/{DEP}/connectors/instances");
-    assert!(reqwest::Client::new().get(&plain).send().await.is_err());
-    // Still serving after the failed handshakes.
-    let response = trusting(&pki)
-        .get(&url)
-        .header("ld-api-key", &key)
-        .send()
+    // A client that does not trust the CA refuses the server, and says why; plain HTTP
+    // gets no answer.
+    let base = format!("https://127.0.0.1:{port}");
+    match SupervisorClient::new(&base, DEP, &key, &[])
+        .list_instances()
         .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    {
+        Err(ClientError::Unreachable(why)) => assert!(why.contains("certificate"), "{why}"),
+        other => panic!("an untrusted certificate is unreachable: {other:?}"),
+    }
+    let plain = SupervisorClient::new(&format!("http://127.0.0.1:{port}"), DEP, &key, &[]);
+    assert!(matches!(
+        plain.list_instances().await,
+        Err(ClientError::Unreachable(_))
+    ));
+    // Still serving after the failed handshakes.
+    let listed = trusting(&pki, &base, &key).list_instances().await;
+    assert!(listed.is_ok(), "{listed:?}");
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
@@ -107,16 +110,8 @@ async fn serve_binary_with_tls_flags() {
         ],
     );
     assert!(server.base.starts_with("https://"), "{}", server.base);
-    let response = trusting(&pki)
-        .get(format!(
-            "{}/deployments/{DEP}/connectors/instances",
-            server.base
-        ))
-        .header("ld-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let listed = trusting(&pki, &server.base, &key).list_instances().await;
+    assert!(listed.is_ok(), "{listed:?}");
 
     // The keys CLI reaches the HTTPS server with the CA.
     let output = Command::new(env!("CARGO_BIN_EXE_ld-supervisor"))

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use ld_supervisor::auth::Permission;
+use ld_protocol::{routes, ActivateRequest, Permission, Scope, SupervisorClient, API_KEY_HEADER};
 use ld_supervisor::{Supervisor, SupervisorConfig};
 use reqwest::{Client, Method, RequestBuilder};
 use serde_json::Value;
@@ -15,9 +15,14 @@ use tokio::sync::oneshot;
 /// The deployment id of the seed's example; must round-trip as a JSON integer.
 pub const DEP: u64 = 611298765432109056;
 
-/// Main API prefix for [`DEP`].
+/// The tenant, division and environment of the Main API calls.
+pub fn scope() -> Scope {
+    Scope::new("t1", "d1", "e1")
+}
+
+/// Main API prefix (the catalog route) for `dep`.
 pub fn main_api(dep: u64) -> String {
-    format!("/tenants/t1/divisions/d1/environments/e1/deployments/{dep}/connectors")
+    routes::catalog(&scope(), dep)
 }
 
 /// Keys with the interesting permission sets.
@@ -32,7 +37,10 @@ pub struct Keys {
 pub struct Server {
     pub base: String,
     pub keys: Keys,
+    /// For requests of the tests' own making (the HTTP layer under test).
     pub client: Client,
+    /// The protocol client with the admin key, for [`DEP`].
+    pub api: SupervisorClient,
     pub supervisor: Supervisor,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -68,10 +76,12 @@ impl Server {
                 .await
                 .expect("serve");
         });
+        let api = SupervisorClient::new(&base, DEP, &keys.admin, &[]);
         Server {
             base,
             keys,
             client: Client::new(),
+            api,
             supervisor,
             dir,
             stop: Some(stop),
@@ -82,7 +92,7 @@ impl Server {
     pub fn req(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
         let builder = self.client.request(method, format!("{}{path}", self.base));
         match key {
-            Some(key) => builder.header("ld-api-key", key),
+            Some(key) => builder.header(API_KEY_HEADER, key),
             None => builder,
         }
     }
@@ -92,30 +102,32 @@ impl Server {
         self.req(method, path, Some(&self.keys.admin))
     }
 
-    /// Activates `body` on `dep` and returns the created item; panics unless 202.
+    /// Activates `body` (an activate request as JSON) on `dep` with the admin key and
+    /// returns the created item as JSON; panics when refused.
     pub async fn activate(&self, dep: u64, body: Value) -> Value {
-        let response = self
-            .admin(Method::POST, &format!("{}/activate", main_api(dep)))
-            .json(&body)
-            .send()
+        let request: ActivateRequest =
+            serde_json::from_value(body.clone()).expect("an activate request");
+        let item = self
+            .api
+            .for_deployment(dep)
+            .activate(&scope(), &request)
             .await
-            .expect("send");
-        assert_eq!(response.status(), 202, "activate {body}");
-        response.json().await.expect("json")
+            .unwrap_or_else(|e| panic!("activate {body}: {e}"));
+        serde_json::to_value(item).expect("an item serializes")
     }
 
-    /// The instance list of `dep`; panics unless 200.
+    /// The instance list of `dep` as the admin key sees it, as JSON; panics when refused.
     pub async fn instances(&self, dep: u64) -> Vec<Value> {
-        let response = self
-            .admin(
-                Method::GET,
-                &format!("/deployments/{dep}/connectors/instances"),
-            )
-            .send()
+        let items = self
+            .api
+            .for_deployment(dep)
+            .list_instances()
             .await
-            .expect("send");
-        assert_eq!(response.status(), 200);
-        response.json().await.expect("json")
+            .expect("instance list");
+        items
+            .into_iter()
+            .map(|item| serde_json::to_value(item).expect("an item serializes"))
+            .collect()
     }
 }
 
