@@ -11,7 +11,11 @@ pub mod instance;
 pub mod local;
 pub mod plugin_host;
 pub mod redact;
+// The only module that needs `ld-supervisor` (it embeds it): feature `standalone`, on by
+// default, so a daemon-only build leaves out axum's supervisor and its sled store.
+#[cfg(feature = "standalone")]
 pub mod standalone;
 pub mod state;
 pub mod stream;
 pub mod transform;
+pub mod wire;

@@ -11,8 +11,7 @@ use std::{
 };
 
 use anyhow::Context;
-use ld_plugin_api::ffi::ConnectorType;
-use ld_supervisor::api::{self, InstanceItem, InstanceStatus};
+use ld_protocol::{self as api, InstanceItem, InstanceStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -20,6 +19,7 @@ use crate::{
     daemon::manager::{InstanceView, LogOnly},
     engine::{open_db, Engine, EngineSettings},
     instance::{CallPolicy, RetryPolicy},
+    wire::wire_type,
 };
 
 /// What `local` runs.
@@ -53,10 +53,7 @@ fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
     Ok(InstanceItem {
         id,
         deployment_id: 0,
-        connector_type: match spec.connector_type {
-            ConnectorType::Source => api::ConnectorType::Source,
-            ConnectorType::Sink => api::ConnectorType::Sink,
-        },
+        connector_type: wire_type(spec.connector_type),
         connector_key: spec.connector_key,
         name: spec.instance_key.clone(),
         key: spec.instance_key,

@@ -7,14 +7,16 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+#[cfg(feature = "standalone")]
+use ld_connectord::standalone;
 use ld_connectord::{
     config::{DaemonConfig, LocalFile, StreamSettings},
     daemon,
     instance::RetryPolicy,
     local,
     plugin_host::{Catalog, PluginLibrary},
-    standalone,
 };
+#[cfg(feature = "standalone")]
 use ld_supervisor::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +70,7 @@ enum Command {
     /// The reference supervisor and the daemon in one process, for one machine. With
     /// no arguments: a fresh state directory and a demo pipeline (random source ->
     /// embedded log -> stdout sink); log lines go to stderr, the sink's messages to stdout.
+    #[cfg(feature = "standalone")]
     Standalone {
         /// Daemon settings (TOML) to merge over the standalone defaults.
         #[arg(long)]
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
             cache_dir,
         } => list_plugins(&dir, json, &cache_dir.unwrap_or_else(default_cache_dir)),
         Command::Run { config } => run_daemon(config),
+        #[cfg(feature = "standalone")]
         Command::Standalone {
             config,
             state,
@@ -248,6 +252,7 @@ fn run_daemon(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[cfg(feature = "standalone")]
 fn run_standalone(opts: standalone::StandaloneOptions) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

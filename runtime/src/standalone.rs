@@ -9,6 +9,9 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
 };
+use ld_protocol::{
+    routes, ActivateRequest, ConnectorType, Scope, SupervisorClient, API_KEY_HEADER,
+};
 use ld_supervisor::{auth::Permission, tls::TlsFiles, Supervisor, SupervisorConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -149,9 +152,10 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
             .context("the daemon stopped before it was ready");
     };
 
-    let base = format!(
-        "{supervisor_url}/tenants/1/divisions/1/environments/1/deployments/{DEPLOYMENT_ID}"
-    );
+    // The reference supervisor takes any ids above the deployment; the hints use 1.
+    let scope = Scope::new("1", "1", "1");
+    let url = |path: String| format!("{supervisor_url}{path}");
+    let instances = url(routes::instances(DEPLOYMENT_ID));
     eprintln!(
         "\nld-connectord standalone is running.\n\
          \n  Main API and Supervisor API: {supervisor_url}\
@@ -161,15 +165,17 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
          \n  plugins from:                {plugins}\
          \n  state in:                    {state}\
          \n\nTry the API (any tenant, division and environment id works here{tls_hint}):\
-         \n  curl -H \"ld-api-key: {api_key}\" \"{base}/connectors?type=sink&page=1&results=10\"\
-         \n  curl -H \"ld-api-key: {api_key}\" {supervisor_url}/deployments/{DEPLOYMENT_ID}/connectors/instances\
-         \n  curl -X POST -H \"ld-api-key: {api_key}\" -H \"Content-Type: application/json\" {base}/connectors/activate \\\
+         \n  curl -H \"{API_KEY_HEADER}: {api_key}\" \"{catalog}?type=sink&page=1&results=10\"\
+         \n  curl -H \"{API_KEY_HEADER}: {api_key}\" {instances}\
+         \n  curl -X POST -H \"{API_KEY_HEADER}: {api_key}\" -H \"Content-Type: application/json\" {activate} \\\
          \n       -d '{{\"connector_key\": \"stdout\", \"connector_type\": \"sink\", \"instance_key\": \"my-sink\"}}'\
-         \n  curl -X DELETE -H \"ld-api-key: {api_key}\" {supervisor_url}/deployments/{DEPLOYMENT_ID}/connectors/instances/ID\
+         \n  curl -X DELETE -H \"{API_KEY_HEADER}: {api_key}\" {instances}/ID\
          \n",
         api = info.api_addr,
         plugins = plugin_dir.display(),
         state = state_dir.display(),
+        catalog = url(routes::catalog(&scope, DEPLOYMENT_ID)),
+        activate = url(routes::activate(&scope, DEPLOYMENT_ID)),
         tls_hint = match &opts.tls {
             Some(tls) => format!("; add `--cacert {}` to curl", tls.cert.display()),
             None => String::new(),
@@ -177,7 +183,13 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
     );
 
     if opts.demo {
-        activate_demo(&base, &api_key, &config.supervisor_ca).await?;
+        let client = SupervisorClient::new(
+            &supervisor_url,
+            DEPLOYMENT_ID,
+            &api_key,
+            &config.supervisor_ca,
+        );
+        activate_demo(&client, &scope).await?;
         eprintln!("Demo pipeline activated: random source -> embedded log -> stdout sink (messages on stdout).\n");
     }
 
@@ -187,47 +199,35 @@ pub async fn run(opts: StandaloneOptions, shutdown: CancellationToken) -> anyhow
     result
 }
 
-async fn activate_demo(
-    base: &str,
-    api_key: &str,
-    roots: &[reqwest::Certificate],
-) -> anyhow::Result<()> {
-    let mut http = reqwest::Client::builder();
-    for cert in roots {
-        http = http.add_root_certificate(cert.clone());
-    }
-    let http = http.build()?;
+async fn activate_demo(client: &SupervisorClient, scope: &Scope) -> anyhow::Result<()> {
     let instances = [
-        serde_json::json!({
-            "connector_key": "random", "connector_type": "source",
-            "instance_name": "Demo generator", "instance_key": "demo-random",
-            "config": {"enabled": true,
-                       "streams": [{"stream": "demo", "topic": "numbers", "schema": "json"}],
-                       "plugin_config": {"seed": 42, "rate": 5, "batch_size": 5}}
-        }),
-        serde_json::json!({
-            "connector_key": "stdout", "connector_type": "sink",
-            "instance_name": "Demo printer", "instance_key": "demo-stdout",
-            "config": {"enabled": true,
-                       "streams": [{"stream": "demo", "topics": ["numbers"], "schema": "json",
-                                    "batch_length": 100, "poll_interval": "100ms"}],
-                       "plugin_config": {"print_payload": true}}
-        }),
+        ActivateRequest {
+            connector_key: "random".into(),
+            connector_type: ConnectorType::Source,
+            instance_name: Some("Demo generator".into()),
+            instance_key: Some("demo-random".into()),
+            config: Some(serde_json::json!({
+                "enabled": true,
+                "streams": [{"stream": "demo", "topic": "numbers", "schema": "json"}],
+                "plugin_config": {"seed": 42, "rate": 5, "batch_size": 5}})),
+        },
+        ActivateRequest {
+            connector_key: "stdout".into(),
+            connector_type: ConnectorType::Sink,
+            instance_name: Some("Demo printer".into()),
+            instance_key: Some("demo-stdout".into()),
+            config: Some(serde_json::json!({
+                "enabled": true,
+                "streams": [{"stream": "demo", "topics": ["numbers"], "schema": "json",
+                             "batch_length": 100, "poll_interval": "100ms"}],
+                "plugin_config": {"print_payload": true}})),
+        },
     ];
-    for body in instances {
-        let response = http
-            .post(format!("{base}/connectors/activate"))
-            .header(ld_supervisor::api::API_KEY_HEADER, api_key)
-            .json(&body)
-            .send()
+    for request in &instances {
+        client
+            .activate(scope, request)
             .await
-            .context("cannot reach the embedded supervisor")?;
-        let status = response.status();
-        anyhow::ensure!(
-            status.as_u16() == 202,
-            "activating the demo pipeline failed: {status}: {}",
-            response.text().await.unwrap_or_default()
-        );
+            .with_context(|| format!("activating the demo pipeline's {}", request.connector_key))?;
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ fn catalog_lists_the_workspace_plugins_by_key_and_type() {
     let entries: Vec<(String, &str)> = catalog
         .entries()
         .into_iter()
-        .map(|e| (e.key, e.connector_type))
+        .map(|e| (e.key, e.connector_type.as_str()))
         .collect();
     assert_eq!(
         entries,

@@ -9,8 +9,8 @@ use std::{
     time::Duration,
 };
 
-use ld_plugin_api::{ffi::ConnectorType, ErrorKind};
-use ld_supervisor::api::{self, InstanceItem, InstanceStatus, StatusReport};
+use ld_plugin_api::ErrorKind;
+use ld_protocol::{InstanceItem, InstanceStatus, StatusReport};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -25,6 +25,7 @@ use crate::{
     plugin_host::Catalog,
     state::StateStore,
     stream::StreamBackend,
+    wire::side,
 };
 
 /// What the node knows of one instance, for the local API and heartbeats.
@@ -175,13 +176,6 @@ pub struct Manager {
 struct Controllers {
     running: BTreeMap<u64, Controller>,
     items: Vec<InstanceItem>,
-}
-
-fn side(t: api::ConnectorType) -> ConnectorType {
-    match t {
-        api::ConnectorType::Source => ConnectorType::Source,
-        api::ConnectorType::Sink => ConnectorType::Sink,
-    }
 }
 
 impl Manager {

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use ld_supervisor::api::{Heartbeat, InstanceItem, LocalInstanceStatus, PluginInfo};
+use ld_protocol::{Heartbeat, InstanceItem, LocalInstanceStatus, PluginInfo};
 use tokio_util::sync::CancellationToken;
 
 use self::{
@@ -53,7 +53,7 @@ fn heartbeat_of(manager: &Manager) -> Heartbeat {
             .into_iter()
             .map(|e| PluginInfo {
                 key: e.key,
-                connector_type: e.connector_type.parse().expect("source or sink"),
+                connector_type: e.connector_type,
                 name: e.name,
                 description: e.description,
                 version: e.version,

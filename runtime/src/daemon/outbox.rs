@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ld_supervisor::api::StatusReport;
+use ld_protocol::StatusReport;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

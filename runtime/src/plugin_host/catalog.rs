@@ -9,6 +9,8 @@ use std::{
 use ld_plugin_api::ffi::ConnectorType;
 use serde::Serialize;
 
+use crate::wire::wire_type;
+
 use super::{LoadError, PluginLibrary};
 
 /// One connector (one side of one plugin) as listed to operators and the supervisor.
@@ -16,9 +18,9 @@ use super::{LoadError, PluginLibrary};
 pub struct CatalogEntry {
     /// Connector key.
     pub key: String,
-    /// `source` or `sink`.
+    /// `source` or `sink`, as the supervisor's catalog and heartbeats name it.
     #[serde(rename = "type")]
-    pub connector_type: &'static str,
+    pub connector_type: ld_protocol::ConnectorType,
     /// Human-readable name.
     pub name: String,
     /// One-line description.
@@ -38,7 +40,7 @@ pub struct CatalogEntry {
 /// The libraries loaded from a plugin directory, and the files refused.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    by_connector: BTreeMap<(String, &'static str), Arc<PluginLibrary>>,
+    by_connector: BTreeMap<(String, ld_protocol::ConnectorType), Arc<PluginLibrary>>,
     refused: Vec<LoadError>,
 }
 
@@ -65,7 +67,7 @@ impl Catalog {
     /// file is refused.
     pub fn add(&mut self, lib: Arc<PluginLibrary>) {
         for side in lib.meta().types() {
-            let slot = (lib.meta().key.clone(), side.as_str());
+            let slot = (lib.meta().key.clone(), wire_type(side));
             if let Some(existing) = self.by_connector.get(&slot) {
                 if existing.digest() != lib.digest() {
                     self.refused.push(LoadError::Refused {
@@ -86,7 +88,7 @@ impl Catalog {
 
     /// The library providing connector `key` of type `side`.
     pub fn get(&self, key: &str, side: ConnectorType) -> Option<&Arc<PluginLibrary>> {
-        self.by_connector.get(&(key.to_string(), side.as_str()))
+        self.by_connector.get(&(key.to_string(), wire_type(side)))
     }
 
     /// Files that were not loaded, with why.
@@ -100,14 +102,13 @@ impl Catalog {
             .iter()
             .map(|((key, side), lib)| {
                 let meta = lib.meta();
-                let spec = if *side == "source" {
-                    meta.source.as_ref()
-                } else {
-                    meta.sink.as_ref()
+                let spec = match side {
+                    ld_protocol::ConnectorType::Source => meta.source.as_ref(),
+                    ld_protocol::ConnectorType::Sink => meta.sink.as_ref(),
                 };
                 CatalogEntry {
                     key: key.clone(),
-                    connector_type: side,
+                    connector_type: *side,
                     name: meta.name.clone(),
                     description: meta.description.clone(),
                     version: meta.version.clone(),
