@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use ld_e2e_tests::daemon::{cpu_time, rss_bytes, sink_config, Node, NodeOptions, Supervisor};
-use ld_supervisor::api::InstanceStatus;
+use ld_protocol::InstanceStatus;
 use serde_json::json;
 
 fn env_or(name: &str, default: usize) -> usize {

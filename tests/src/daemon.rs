@@ -1,9 +1,10 @@
 //! The daemon for real: a real `ld-supervisor serve` process and real `ld-connectord run`
-//! processes, driven through the real HTTP APIs (the supervisor's Main and Supervisor API,
-//! the node's local API). Tests and the reaction benchmark use only this module to start,
-//! kill, restart and watch processes.
+//! processes, driven through the real HTTP APIs (the supervisor's Main and Supervisor API
+//! through `ld-protocol`'s client, the node's local API). Tests and the reaction benchmark
+//! use only this module to start, kill, restart and watch processes.
 
 use std::{
+    future::Future,
     io::{BufRead, BufReader},
     net::TcpListener,
     path::{Path, PathBuf},
@@ -11,13 +12,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ld_supervisor::api::{InstanceItem, InstanceStatus, API_KEY_HEADER};
+use ld_protocol::{
+    ActivateRequest, Assignment, CatalogPage, CatalogQuery, CreateKeyRequest, InstanceItem,
+    InstanceStatus, ListQuery, Permission, Scope, SupervisorClient,
+};
 use serde_json::{json, Value};
 
 use crate::{artifacts, daemon_binary, plugin_dir_with};
 
 /// The deployment every test uses (the seed's example id).
 pub const DEPLOYMENT: u64 = 611298765432109056;
+
+/// The tenant, division and environment of the tests' Main API calls (the reference
+/// supervisor takes any ids there).
+pub fn scope() -> Scope {
+    Scope::new("1", "1", "1")
+}
+
+/// How long one call to the supervisor or a node's local API may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Path of the `ld-supervisor` binary.
 pub fn supervisor_binary() -> PathBuf {
@@ -55,8 +68,10 @@ pub fn wait_until<T>(
     }
 }
 
-/// A blocking HTTP client: reqwest's async client on a runtime of its own (reqwest's
-/// `blocking` feature would change the daemon's feature set and rebuild it for tests).
+/// A blocking HTTP client for a node's local API, and the runtime that the supervisor's
+/// async client runs on in these blocking tests: reqwest's async client on a runtime of
+/// its own (reqwest's `blocking` feature would change the daemon's feature set and
+/// rebuild it for tests).
 pub struct Http {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
@@ -89,10 +104,15 @@ impl Http {
                 .build()
                 .expect("runtime"),
             client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
+                .timeout(CALL_TIMEOUT)
                 .build()
                 .expect("HTTP client"),
         }
+    }
+
+    /// Runs `future` (a call of the supervisor's client) to completion.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     /// The underlying client, to build requests.
@@ -102,7 +122,7 @@ impl Http {
 
     /// Sends a request and reads the whole answer.
     pub fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<Answer> {
-        self.runtime.block_on(async move {
+        self.block_on(async move {
             let response = request.send().await?;
             let status = response.status().as_u16();
             let etag = response
@@ -189,6 +209,24 @@ pub fn source_config(topic: &str, plugin_config: Value) -> Value {
            "plugin_config": plugin_config})
 }
 
+/// The activate request the tests send: the instance key doubles as its name.
+pub fn activate_request(
+    instance_key: &str,
+    connector_key: &str,
+    connector_type: &str,
+    config: Value,
+) -> ActivateRequest {
+    ActivateRequest {
+        connector_key: connector_key.to_string(),
+        connector_type: connector_type
+            .parse()
+            .unwrap_or_else(|e| panic!("connector type: {e}")),
+        instance_name: Some(instance_key.to_string()),
+        instance_key: Some(instance_key.to_string()),
+        config: Some(config),
+    }
+}
+
 /// A real `ld-supervisor serve` process on 127.0.0.1 with its own data directory.
 pub struct Supervisor {
     dir: tempfile::TempDir,
@@ -198,6 +236,8 @@ pub struct Supervisor {
     child: Option<Child>,
     runs: u32,
     http: Http,
+    /// The client with the key of every permission (set by the first start).
+    client: Option<SupervisorClient>,
 }
 
 impl Supervisor {
@@ -228,9 +268,17 @@ impl Supervisor {
             child: None,
             runs: 0,
             http: Http::new(),
+            client: None,
         };
         supervisor.restart();
         assert!(!supervisor.key.is_empty(), "the first start prints a key");
+        supervisor.client = Some(
+            SupervisorClient::builder(&supervisor.url(), DEPLOYMENT)
+                .api_key(&supervisor.key)
+                .timeout(CALL_TIMEOUT)
+                .build()
+                .expect("supervisor client"),
+        );
         supervisor
     }
 
@@ -299,30 +347,13 @@ impl Supervisor {
             .join("\n--- restart ---\n")
     }
 
-    fn main_api(&self) -> String {
-        format!(
-            "{}/tenants/1/divisions/1/environments/1/deployments/{DEPLOYMENT}/connectors",
-            self.url()
-        )
+    /// The protocol client, with the key of every permission.
+    pub fn client(&self) -> &SupervisorClient {
+        self.client.as_ref().expect("started")
     }
 
-    fn instances_url(&self) -> String {
-        format!(
-            "{}/deployments/{DEPLOYMENT}/connectors/instances",
-            self.url()
-        )
-    }
-
-    fn call(&self, request: reqwest::RequestBuilder, code: u16, what: &str) -> Answer {
-        let answer = self
-            .http
-            .send(request.header(API_KEY_HEADER, &self.key))
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(answer.status, code, "{what}: {}", answer.body);
-        answer
-    }
-
-    /// Activates a connector through the Main API (asserts 202) and returns the new item.
+    /// Activates a connector through the Main API and returns the new item; panics when
+    /// refused.
     pub fn activate(
         &self,
         instance_key: &str,
@@ -330,60 +361,80 @@ impl Supervisor {
         connector_type: &str,
         config: Value,
     ) -> InstanceItem {
-        let request = self
-            .http
-            .client()
-            .post(format!("{}/activate", self.main_api()))
-            .json(
-                &json!({"connector_key": connector_key, "connector_type": connector_type,
-                          "instance_name": instance_key, "instance_key": instance_key,
-                          "config": config}),
-            );
-        self.call(request, 202, "activate")
-            .json()
-            .expect("activate answers the instance")
+        let request = activate_request(instance_key, connector_key, connector_type, config);
+        self.http
+            .block_on(self.client().activate(&scope(), &request))
+            .unwrap_or_else(|e| panic!("activate {instance_key}: {e}"))
     }
 
-    /// Deletes an instance (asserts 204).
+    /// Deletes an instance; panics when refused.
     pub fn delete(&self, id: u64) {
-        let request = self
-            .http
-            .client()
-            .delete(format!("{}/{id}", self.instances_url()));
-        self.call(request, 204, "delete");
+        self.http
+            .block_on(self.client().delete_instance(id))
+            .unwrap_or_else(|e| panic!("delete {id}: {e}"))
     }
 
-    /// Stores a new config version (asserts 202); returns the instance as answered.
+    /// Stores a new config version; returns the instance as answered.
     pub fn set_config(&self, id: u64, config: Value) -> InstanceItem {
-        let request = self
-            .http
-            .client()
-            .put(format!("{}/{id}/config", self.instances_url()))
-            .json(&config);
-        self.call(request, 202, "set config")
-            .json()
-            .expect("config answers the instance")
+        self.http
+            .block_on(self.client().set_config(id, &config))
+            .unwrap_or_else(|e| panic!("set config of {id}: {e}"))
     }
 
-    /// Stops (`inactive`) or starts an instance (asserts 202).
+    /// Stops (`"stop"`: `inactive`) or starts (`"start"`) an instance.
     pub fn stop_or_start(&self, id: u64, action: &str) {
-        let request = self
-            .http
-            .client()
-            .post(format!("{}/{id}/{action}", self.instances_url()));
-        self.call(request, 202, action);
+        let client = self.client();
+        let answer = match action {
+            "stop" => self.http.block_on(client.stop(id)),
+            "start" => self.http.block_on(client.start(id)),
+            other => panic!("`{other}` is neither stop nor start"),
+        };
+        answer.unwrap_or_else(|e| panic!("{action} {id}: {e}"));
     }
 
-    /// The instance list as the seed's call returns it (status 200 asserted), with its
-    /// ETag.
-    pub fn list_raw(&self) -> Answer {
-        let request = self.http.client().get(self.instances_url());
-        self.call(request, 200, "list instances")
+    /// Creates a key holding `permissions`; returns the key.
+    pub fn create_key(&self, permissions: &[Permission]) -> String {
+        let request = CreateKeyRequest {
+            permissions: permissions.to_vec(),
+            deployments: Vec::new(),
+            expires_at: None,
+            expires_in_secs: None,
+            name: None,
+        };
+        self.http
+            .block_on(self.client().create_key(&request))
+            .unwrap_or_else(|e| panic!("create key: {e}"))
+            .key
+    }
+
+    /// One page of the deployment's catalog.
+    pub fn catalog(&self, query: &CatalogQuery) -> CatalogPage {
+        self.http
+            .block_on(self.client().catalog(&scope(), query))
+            .unwrap_or_else(|e| panic!("catalog: {e}"))
+    }
+
+    /// The instance list as JSON text, as a user holding `key` sees it (secret values
+    /// masked).
+    pub fn list_json_as(&self, key: &str) -> String {
+        let list = self
+            .http
+            .block_on(self.client().with_api_key(key).list_instances())
+            .unwrap_or_else(|e| panic!("list instances: {e}"));
+        // The supervisor serializes these same structs: this is the text it sent.
+        serde_json::to_string(&list).expect("a list serializes")
+    }
+
+    /// The instance list as JSON text, with the key of every permission.
+    pub fn list_json(&self) -> String {
+        self.list_json_as(&self.key)
     }
 
     /// The instance list.
     pub fn instances(&self) -> Vec<InstanceItem> {
-        self.list_raw().json().expect("instance list")
+        self.http
+            .block_on(self.client().list_instances())
+            .unwrap_or_else(|e| panic!("list instances: {e}"))
     }
 
     /// One instance of the list.
@@ -403,28 +454,25 @@ impl Supervisor {
         let mut etag: Option<String> = None;
         let mut last: Vec<InstanceItem> = Vec::new();
         loop {
-            let mut request = self
-                .http
-                .client()
-                .get(self.instances_url())
-                .header(API_KEY_HEADER, &self.key);
-            if let Some(etag) = &etag {
-                request = request
-                    .header("if-none-match", etag)
-                    .query(&[("wait", "1")]);
-            }
-            match self.http.send(request) {
-                Ok(answer) if answer.status == 200 => {
-                    etag = answer.etag.clone();
-                    if let Ok(list) = answer.json::<Vec<InstanceItem>>() {
-                        last = list;
-                        if done(&last) {
-                            return last;
-                        }
+            let query = ListQuery {
+                if_none_match: etag.as_deref(),
+                wait: Some(Duration::from_secs(1)),
+                reveal_secrets: false,
+            };
+            match self.http.block_on(self.client().list(&query)) {
+                Ok(Assignment::Changed {
+                    etag: new,
+                    instances,
+                }) => {
+                    etag = new;
+                    last = instances;
+                    if done(&last) {
+                        return last;
                     }
                 }
-                Ok(answer) if answer.status == 304 => {}
-                _ => std::thread::sleep(Duration::from_millis(50)),
+                Ok(Assignment::Unchanged) => {}
+                // Down for a restart, or between two lives: try again shortly.
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
             if started.elapsed() > limit {
                 panic!(

@@ -9,13 +9,16 @@ use std::{
     time::Duration,
 };
 
-use ld_e2e_tests::daemon::{free_port, sink_config, supervisor_binary, Http, Node, NodeOptions};
-use ld_supervisor::api::API_KEY_HEADER;
+use ld_e2e_tests::daemon::{
+    activate_request, free_port, scope, sink_config, supervisor_binary, Http, Node, NodeOptions,
+    DEPLOYMENT,
+};
+use ld_protocol::SupervisorClient;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::json;
 
 /// Writes `ca.pem`, `server.pem` (for localhost and 127.0.0.1) and `server.key`.
-fn make_pki(dir: &Path) -> Vec<u8> {
+fn make_pki(dir: &Path) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -31,7 +34,6 @@ fn make_pki(dir: &Path) -> Vec<u8> {
     std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
     std::fs::write(dir.join("server.pem"), server_cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-    ca_cert.pem().into_bytes()
 }
 
 struct KillOnDrop(Child);
@@ -46,7 +48,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn a_node_runs_instances_from_a_supervisor_over_https() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_pem = make_pki(dir.path());
+    make_pki(dir.path());
     let catalog = dir.path().join("catalog.json");
     std::fs::write(
         &catalog,
@@ -98,28 +100,18 @@ fn a_node_runs_instances_from_a_supervisor_over_https() {
     trusting.restart();
     let untrusting = Node::start_at(&url, &key, "node-plain", NodeOptions::default());
 
-    let http = Http::new();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+    // The user's client trusts the same CA file.
+    let client = SupervisorClient::builder(&url, DEPLOYMENT)
+        .api_key(&key)
+        .ca_file(&dir.path().join("ca.pem"))
+        .unwrap()
         .build()
         .unwrap();
-    let answer = http
-        .send(
-            client
-                .post(format!(
-                    "{url}/tenants/1/divisions/1/environments/1/deployments/{}/connectors/activate",
-                    ld_e2e_tests::daemon::DEPLOYMENT
-                ))
-                .header(API_KEY_HEADER, &key)
-                .json(&json!({"connector_key": "test", "connector_type": "sink",
-                               "instance_key": "tls-sink",
-                               "config": sink_config("orders", json!({}))})),
-        )
-        .unwrap();
-    assert_eq!(answer.status, 202, "{}", answer.body);
-    let id = answer.json::<serde_json::Value>().unwrap()["id"]
-        .as_u64()
-        .unwrap();
+    let request = activate_request("tls-sink", "test", "sink", sink_config("orders", json!({})));
+    let id = Http::new()
+        .block_on(client.activate(&scope(), &request))
+        .unwrap()
+        .id;
 
     trusting.wait_status(id, "active", Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(2));

@@ -210,7 +210,7 @@ fn garbage_errors_and_a_hang_keep_the_last_good_assignment_running() {
             "sink",
             sink_config("numbers", json!({"output_file": out.to_str().unwrap()})),
         );
-        supervisor.list_raw().body
+        supervisor.list_json()
     });
     node.restart();
     let both_active = |list: &[serde_json::Value]| {

@@ -8,7 +8,7 @@ use ld_e2e_tests::{
     daemon::{sink_config, source_config, Node, NodeOptions, Supervisor},
     local::{read_ids, wait_for_ids},
 };
-use ld_supervisor::api::InstanceStatus;
+use ld_protocol::InstanceStatus;
 use serde_json::json;
 
 #[test]

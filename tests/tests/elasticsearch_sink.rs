@@ -20,13 +20,13 @@ use std::{
 
 use ld_connectord::plugin_host::{PluginLibrary, SinkHandle};
 use ld_e2e_tests::{
-    daemon::{Http, Node, NodeOptions, Supervisor, DEPLOYMENT},
+    daemon::{Node, NodeOptions, Supervisor},
     local::LocalRun,
     opensearch::{OpenSearch, OpenSearchOptions},
     plugin,
 };
 use ld_plugin_api::{ErrorKind, Message, Schema, SinkBatch};
-use ld_supervisor::api::InstanceStatus;
+use ld_protocol::{CatalogQuery, InstanceStatus};
 use serde_json::{json, Value};
 
 /// A password recognisable anywhere it might leak.
@@ -615,27 +615,19 @@ fn back_pressure_429_from_a_one_thread_write_pool_loses_nothing() {
 /// Waits until the supervisor's catalog lists `key` (nodes report their plugins in
 /// heartbeats).
 fn wait_catalog(supervisor: &Supervisor, key: &str) {
-    let http = Http::new();
-    let url = format!(
-        "{}/tenants/1/divisions/1/environments/1/deployments/{DEPLOYMENT}/connectors?results=100",
-        supervisor.url()
-    );
+    let query = CatalogQuery {
+        results: Some(100),
+        ..CatalogQuery::default()
+    };
     let started = Instant::now();
     loop {
-        let answer = http
-            .send(
-                http.client()
-                    .get(&url)
-                    .header(ld_supervisor::api::API_KEY_HEADER, supervisor.key()),
-            )
-            .unwrap();
-        if answer.body.contains(&format!("\"{key}\"")) {
+        let page = supervisor.catalog(&query);
+        if page.items.iter().any(|item| item.key == key) {
             return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "catalog without {key}: {}",
-            answer.body
+            "catalog without {key}: {page:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -740,7 +732,7 @@ fn bad_url_bad_credentials_and_missing_index_end_failed_with_the_reason() {
     }
     // `password` is a `Secret` in the published schema, so the control plane masks it in
     // its answers too (the whole list, configs included).
-    let list = supervisor.list_raw().body;
+    let list = supervisor.list_json();
     assert!(
         !list.contains(PASSWORD),
         "the instance list shows the password: {list}"

@@ -14,7 +14,7 @@ use ld_e2e_tests::{
     iceberg::{assert_engine_rows, read_rest, MotoS3, ReadBack, RestCatalogServer},
     local::LocalRun,
 };
-use ld_supervisor::api::InstanceStatus;
+use ld_protocol::InstanceStatus;
 use serde_json::{json, Value};
 
 const TABLE: &str = "shop.orders";

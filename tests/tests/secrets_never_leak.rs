@@ -7,35 +7,15 @@
 use std::time::Duration;
 
 use ld_e2e_tests::daemon::{sink_config, Http, Node, NodeOptions, Supervisor};
-use ld_supervisor::api::{InstanceStatus, API_KEY_HEADER};
-use serde_json::{json, Value};
+use ld_protocol::{InstanceStatus, Permission};
+use serde_json::json;
 
 const PASSWORD: &str = "SuperSecret123";
 const FILE_PASSWORD: &str = "FileSecret456";
 
-/// A key with only these permissions, made through the keys API.
-fn key_with(supervisor: &Supervisor, http: &Http, permissions: &[&str]) -> String {
-    let answer = http
-        .send(
-            http.client()
-                .post(format!("{}/keys", supervisor.url()))
-                .header(API_KEY_HEADER, supervisor.key())
-                .json(&json!({"permissions": permissions})),
-        )
-        .unwrap();
-    assert_eq!(answer.status, 201, "create key: {}", answer.body);
-    answer.json::<Value>().unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn get(http: &Http, url: &str, key: Option<&str>) -> String {
-    let mut request = http.client().get(url);
-    if let Some(key) = key {
-        request = request.header(API_KEY_HEADER, key);
-    }
-    let answer = http.send(request).unwrap();
+/// A GET of the node's local API (no key).
+fn get(http: &Http, url: &str) -> String {
+    let answer = http.send(http.client().get(url)).unwrap();
     assert_eq!(answer.status, 200, "GET {url}: {}", answer.body);
     answer.body
 }
@@ -89,27 +69,19 @@ fn a_password_never_comes_back_out_of_any_path() {
         assert_clean("the status reason", &reason);
     }
 
-    let main_list = format!(
-        "{}/deployments/{}/connectors/instances",
-        supervisor.url(),
-        inline.deployment_id
-    );
     for permissions in [
-        &["deployment:connector:read"][..],
-        &["deployment:connector:manage", "deployment:connector:read"][..],
+        &[Permission::Read][..],
+        &[Permission::Manage, Permission::Read][..],
     ] {
-        let key = key_with(&supervisor, &http, permissions);
-        let body = get(&http, &main_list, Some(&key));
+        let key = supervisor.create_key(permissions);
+        let body = supervisor.list_json_as(&key);
         assert_clean(&format!("the list for {permissions:?}"), &body);
         assert!(body.contains("******"), "masked, not dropped: {body}");
     }
 
     let local = node.api_url();
-    assert_clean(
-        "/instances",
-        &get(&http, &format!("{local}/instances"), None),
-    );
-    assert_clean("/metrics", &get(&http, &format!("{local}/metrics"), None));
+    assert_clean("/instances", &get(&http, &format!("{local}/instances")));
+    assert_clean("/metrics", &get(&http, &format!("{local}/metrics")));
     let daemon_log = node.log();
     assert!(
         daemon_log.contains("logging in with password ******"),
