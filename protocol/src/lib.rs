@@ -53,6 +53,9 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod routes;
 pub mod types;
