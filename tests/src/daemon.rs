@@ -144,7 +144,11 @@ impl Default for Http {
 
 /// Sends SIGTERM and waits for the exit; returns (exited successfully, time to exit), or
 /// kills it and panics after `limit`.
-fn terminate(child: &mut Child, limit: Duration, log: impl Fn() -> String) -> (bool, Duration) {
+pub(crate) fn terminate(
+    child: &mut Child,
+    limit: Duration,
+    log: impl Fn() -> String,
+) -> (bool, Duration) {
     let started = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

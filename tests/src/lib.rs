@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod iceberg;
 pub mod local;
 pub mod opensearch;
+pub mod standalone;
 
 use std::{
     path::{Path, PathBuf},
