@@ -411,6 +411,27 @@ impl Supervisor {
             .key
     }
 
+    /// Waits until the catalog lists `key`: nodes announce their plugins in heartbeats,
+    /// and activating before that is refused as an unknown connector.
+    pub fn wait_catalog(&self, key: &str) {
+        let query = CatalogQuery {
+            results: Some(100),
+            ..CatalogQuery::default()
+        };
+        let started = Instant::now();
+        loop {
+            let page = self.catalog(&query);
+            if page.items.iter().any(|item| item.key == key) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "catalog without {key}: {page:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// One page of the deployment's catalog.
     pub fn catalog(&self, query: &CatalogQuery) -> CatalogPage {
         self.http

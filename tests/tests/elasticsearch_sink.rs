@@ -26,7 +26,7 @@ use ld_e2e_tests::{
     plugin,
 };
 use ld_plugin_api::{ErrorKind, Message, Schema, SinkBatch};
-use ld_protocol::{CatalogQuery, InstanceStatus};
+use ld_protocol::InstanceStatus;
 use serde_json::{json, Value};
 
 /// A password recognisable anywhere it might leak.
@@ -612,27 +612,6 @@ fn back_pressure_429_from_a_one_thread_write_pool_loses_nothing() {
     assert!(rejected > 0, "the server pushed back (429): {stats}");
 }
 
-/// Waits until the supervisor's catalog lists `key` (nodes report their plugins in
-/// heartbeats).
-fn wait_catalog(supervisor: &Supervisor, key: &str) {
-    let query = CatalogQuery {
-        results: Some(100),
-        ..CatalogQuery::default()
-    };
-    let started = Instant::now();
-    loop {
-        let page = supervisor.catalog(&query);
-        if page.items.iter().any(|item| item.key == key) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "catalog without {key}: {page:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn sink_config(plugin_config: Value) -> Value {
     json!({"enabled": true,
            "streams": [{"stream": "e2e", "topics": ["numbers"], "schema": "json",
@@ -654,7 +633,7 @@ fn bad_url_bad_credentials_and_missing_index_end_failed_with_the_reason() {
             ..NodeOptions::default()
         },
     );
-    wait_catalog(&supervisor, "elasticsearch");
+    supervisor.wait_catalog("elasticsearch");
     eprintln!(
         "NOTE: bad credentials run against a stand-in answering 401 (a mock), not OpenSearch"
     );

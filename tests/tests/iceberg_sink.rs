@@ -262,6 +262,7 @@ fn a_missing_table_a_bad_name_or_a_bad_record_ends_failed_with_the_reason() {
             ..NodeOptions::default()
         },
     );
+    supervisor.wait_catalog("iceberg");
     let missing = supervisor.activate(
         "ice-missing",
         "iceberg",
