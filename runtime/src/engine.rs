@@ -166,6 +166,7 @@ impl Engine {
         statuses: Arc<dyn StatusSink>,
     ) -> anyhow::Result<Engine> {
         let (backend, embedded) = open_backend(&settings.stream, &db)?;
+        tracing::info!(backend = backend.name(), "stream backend open");
         // With the embedded log, checkpoints ride the log's flushes (same database,
         // written with their batch); with a remote stream, each is flushed on its own.
         let state = StateStore::with_db(db, embedded.is_none())?;

@@ -59,6 +59,10 @@ pub fn artifacts() -> &'static Path {
         for package in ARTIFACT_PACKAGES {
             cmd.args(["-p", package]);
         }
+        // Tests of the Iggy backend run the daemon built with it.
+        if cfg!(feature = "iggy") {
+            cmd.args(["--features", "ld-connectord/iggy"]);
+        }
         let target_dir = dir.parent().expect("target dir");
         cmd.env("CARGO_TARGET_DIR", target_dir);
         let status = cmd
