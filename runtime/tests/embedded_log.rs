@@ -3,8 +3,9 @@
 use std::time::{Duration, Instant};
 
 use ld_connectord::stream::{
-    embedded::{Durability, EmbeddedConfig, EmbeddedLog, Retention},
-    MessageBatch, StreamBackend, TopicRef,
+    self,
+    embedded::{Durability, EmbeddedLog, EmbeddedSettings},
+    MessageBatch, StreamBackend, StreamSettings, TopicRef,
 };
 use ld_plugin_api::Schema;
 
@@ -26,7 +27,7 @@ async fn appended_batches_are_read_in_order_and_resume_from_the_commit() {
     let dir = tempfile::tempdir().unwrap();
     let topic = TopicRef::new("orders", "completed");
     {
-        let log = EmbeddedLog::open_dir(dir.path(), EmbeddedConfig::default()).unwrap();
+        let log = EmbeddedLog::open_dir(dir.path(), EmbeddedSettings::default()).unwrap();
         let mut producer = log.producer(&topic).await.unwrap();
         let a = producer.append(&batch(1, 3)).await.unwrap();
         assert_eq!((a.first_offset, a.last_offset), (0, 2));
@@ -53,7 +54,7 @@ async fn appended_batches_are_read_in_order_and_resume_from_the_commit() {
             .is_empty());
     }
     // Reopened from disk: a new consumer starts at the commit; offsets continue.
-    let log = EmbeddedLog::open_dir(dir.path(), EmbeddedConfig::default()).unwrap();
+    let log = EmbeddedLog::open_dir(dir.path(), EmbeddedSettings::default()).unwrap();
     let mut consumer = log.consumer(&topic, "g").await.unwrap();
     let again = consumer.poll(10, Duration::ZERO).await.unwrap();
     assert_eq!(
@@ -73,7 +74,7 @@ async fn appended_batches_are_read_in_order_and_resume_from_the_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_consumer_wakes_as_soon_as_data_arrives() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open_dir(dir.path(), EmbeddedConfig::default()).unwrap();
+    let log = EmbeddedLog::open_dir(dir.path(), EmbeddedSettings::default()).unwrap();
     let topic = TopicRef::new("s", "t");
     let mut consumer = log.consumer(&topic, "g").await.unwrap();
     let started = Instant::now();
@@ -102,9 +103,9 @@ async fn a_waiting_consumer_wakes_as_soon_as_data_arrives() {
 #[tokio::test]
 async fn partitions_spread_batches_and_commit_separately() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EmbeddedConfig {
+    let config = EmbeddedSettings {
         partitions: 2,
-        ..EmbeddedConfig::default()
+        ..EmbeddedSettings::default()
     };
     let log = EmbeddedLog::open_dir(dir.path(), config).unwrap();
     let topic = TopicRef::new("s", "t");
@@ -136,13 +137,10 @@ async fn partitions_spread_batches_and_commit_separately() {
 #[tokio::test]
 async fn retention_removes_the_oldest_batches_and_readers_skip_ahead() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EmbeddedConfig {
+    let config = EmbeddedSettings {
         durability: Durability::Interval(Duration::from_millis(50)),
-        retention: Retention {
-            max_bytes: Some(400),
-            max_age: None,
-        },
-        partitions: 1,
+        retention_bytes: Some(400),
+        ..EmbeddedSettings::default()
     };
     let log = EmbeddedLog::open_dir(dir.path(), config).unwrap();
     let topic = TopicRef::new("s", "t");
@@ -157,4 +155,21 @@ async fn retention_removes_the_oldest_batches_and_readers_skip_ahead() {
     assert!(!polled.batch.is_empty());
     assert!(polled.batch.first_offset().unwrap() > 0, "oldest gone");
     assert_eq!(polled.batch.last_offset(), Some(19), "newest kept");
+}
+
+#[test]
+fn only_a_log_with_retention_limits_has_a_maintenance_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ld_connectord::state::sled_config(dir.path())
+        .open()
+        .unwrap();
+    let open = |settings| stream::open(&StreamSettings::Embedded(settings), &db).unwrap();
+    let unlimited = open(EmbeddedSettings::default());
+    assert!(unlimited.maintenance.is_none());
+    assert_eq!(unlimited.capabilities, EmbeddedLog::CAPABILITIES);
+    let by_age = open(EmbeddedSettings {
+        retention_age: Some(Duration::from_secs(3600)),
+        ..EmbeddedSettings::default()
+    });
+    assert!(by_age.maintenance.is_some());
 }
