@@ -10,7 +10,7 @@
 //!
 //! Each backend is a component: it owns its settings (a variant of [`StreamSettings`]),
 //! builds itself in [`open`], and declares in [`Capabilities`] what the engine and the
-//! tasks may rely on.
+//! tasks may rely on. Every backend passes the same conformance suite (`conformance`).
 //! Adding one is a module here, a variant of [`StreamSettings`] and an arm of [`open`].
 
 use std::{sync::Arc, time::Duration};
@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 mod batch;
 mod codec;
+#[doc(hidden)]
+pub mod conformance;
 pub mod embedded;
 #[cfg(feature = "iggy")]
 pub mod iggy;
@@ -109,7 +111,8 @@ pub struct Polled {
     pub batch: MessageBatch,
 }
 
-/// What the engine and the tasks may rely on from a backend, declared by the backend.
+/// What the engine and the tasks may rely on from a backend, declared by the backend
+/// (and checked against its behaviour by the conformance suite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// [`Producer::append_checkpointed`] stores a source checkpoint in the node's state
