@@ -75,11 +75,10 @@ impl Serialize for Durability {
     }
 }
 
-/// The `durability` field, parsed by [`Durability::from_str`]; the error names it.
-fn durability_field<'de, D: Deserializer<'de>>(d: D) -> Result<Durability, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse()
-        .map_err(|e| D::Error::custom(format_args!("durability: {e}")))
+impl<'de> Deserialize<'de> for Durability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
 }
 
 /// Settings of the embedded log (`[stream] backend = "embedded"`).
@@ -87,7 +86,7 @@ fn durability_field<'de, D: Deserializer<'de>>(d: D) -> Result<Durability, D::Er
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedSettings {
     /// See [`Durability`] (default `batch`).
-    #[serde(default, deserialize_with = "durability_field")]
+    #[serde(default)]
     pub durability: Durability,
     /// Partitions of a topic created on first use (a topic keeps the count it was
     /// created with).

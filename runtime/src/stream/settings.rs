@@ -2,8 +2,8 @@
 //! config (and of `local --config`), or `local --stream URL`.
 //!
 //! Each backend owns its settings type (defaults, parsing, checks); this enum only picks
-//! one by `backend = "..."`. Errors name the field: figment reports them under `stream`
-//! (`stream: durability: ...`), since a tagged table is read as a whole.
+//! one by `backend = "..."`. Errors name the field (`stream: durability: ...`; the
+//! config loader names the table, the settings the field in it).
 
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 
@@ -17,9 +17,29 @@ use super::{
 #[serde(tag = "backend", rename_all = "lowercase")]
 pub enum StreamSettings {
     /// The durable local log (`backend = "embedded"`).
+    #[serde(deserialize_with = "naming_the_field")]
     Embedded(EmbeddedSettings),
     /// A real Apache Iggy server (`backend = "iggy"`; a build with `--features iggy`).
+    #[serde(deserialize_with = "naming_the_field")]
     Iggy(IggySettings),
+}
+
+/// Reads a backend's settings so that an error names the field it is about: serde
+/// reads a tagged table as a whole, so the config loader can only say `stream`.
+fn naming_the_field<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    serde_path_to_error::deserialize(d).map_err(|e| {
+        let field = e.path().to_string();
+        let error = e.into_inner();
+        if field == "." {
+            error
+        } else {
+            D::Error::custom(format_args!("{field}: {error}"))
+        }
+    })
 }
 
 impl Default for StreamSettings {
@@ -80,7 +100,7 @@ impl StreamSettings {
 /// Reads a partition count: a positive integer (serde `deserialize_with`).
 pub(super) fn partitions<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     match u32::deserialize(d)? {
-        0 => Err(D::Error::custom("partitions: must be at least 1")),
+        0 => Err(D::Error::custom("must be at least 1")),
         n => Ok(n),
     }
 }
@@ -195,22 +215,44 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let cases = [
-            ("backend = \"kafka\"", "kafka"),
+            ("backend = \"kafka\"", "unknown variant `kafka`"),
+            ("durability = \"batch\"", "missing field `backend`"),
             (
                 "backend = \"embedded\"\ndurability = \"never\"",
-                "durability",
+                "durability: `never`",
             ),
-            ("backend = \"embedded\"\ndurability = \"0s\"", "durability"),
-            ("backend = \"embedded\"\npartitions = 0", "partitions"),
-            ("backend = \"embedded\"\ncolour = 1", "colour"),
-            ("backend = \"iggy\"", "address"),
+            (
+                "backend = \"embedded\"\ndurability = \"0s\"",
+                "durability: `0s`",
+            ),
+            (
+                "backend = \"embedded\"\npartitions = 0",
+                "partitions: must be at least 1",
+            ),
+            (
+                "backend = \"embedded\"\npartitions = \"x\"",
+                "partitions: invalid type",
+            ),
+            (
+                "backend = \"embedded\"\nretention_age = 7",
+                "retention_age: ",
+            ),
+            (
+                "backend = \"embedded\"\ncolour = 1",
+                "unknown field `colour`",
+            ),
+            ("backend = \"iggy\"", "missing field `address`"),
             (
                 "backend = \"iggy\"\naddress = \"h:1\"\npartitions = 0",
-                "partitions",
+                "partitions: must",
+            ),
+            (
+                "backend = \"iggy\"\naddress = \"h:1\"\ncreate_missing = 1",
+                "create_missing: ",
             ),
             (
                 "backend = \"iggy\"\naddress = \"h:1\"\ndurability = \"batch\"",
-                "durability",
+                "unknown field `durability`",
             ),
         ];
         for (table, field) in cases {
