@@ -31,7 +31,8 @@ use ld_plugin_api::Schema;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Capabilities, Consumer, MessageBatch, OpenedStream, Producer, StreamSettings, TopicRef,
+    embedded::now_micros, Capabilities, Consumer, MessageBatch, OpenedStream, Producer,
+    StreamSettings, TopicRef,
 };
 use crate::state::{sled_config, StateStore};
 
@@ -162,10 +163,6 @@ fn unique_topic(check: &str) -> TopicRef {
         ),
         "events",
     )
-}
-
-fn now_micros() -> u64 {
-    super::embedded::now_micros()
 }
 
 /// A message as appended, or as read back.
