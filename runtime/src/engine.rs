@@ -23,10 +23,7 @@ use crate::{
     instance::{CallPolicy, RetryPolicy},
     plugin_host::Catalog,
     state::StateStore,
-    stream::{
-        embedded::{Durability, EmbeddedConfig, EmbeddedLog, Retention},
-        StreamBackend,
-    },
+    stream,
 };
 
 /// What the engine is built from.
@@ -74,64 +71,6 @@ pub fn open_db(state_dir: &Path) -> anyhow::Result<sled::Db> {
         .with_context(|| format!("cannot open local state in {}", state_dir.display()))
 }
 
-/// Opens the stream backend; with the embedded log, also returns the log for its
-/// maintenance.
-pub fn open_backend(
-    stream: &StreamSettings,
-    db: &sled::Db,
-) -> anyhow::Result<(Arc<dyn StreamBackend>, Option<EmbeddedLog>)> {
-    match stream {
-        StreamSettings::Embedded {
-            durability,
-            partitions,
-            retention_bytes,
-            retention_age,
-        } => {
-            let durability = if durability == "batch" {
-                Durability::Batch
-            } else {
-                Durability::Interval(
-                    humantime::parse_duration(durability).context("stream.durability")?,
-                )
-            };
-            let log = EmbeddedLog::open(
-                db.clone(),
-                EmbeddedConfig {
-                    durability,
-                    partitions: *partitions,
-                    retention: Retention {
-                        max_bytes: *retention_bytes,
-                        max_age: *retention_age,
-                    },
-                },
-            )?;
-            Ok((Arc::new(log.clone()), Some(log)))
-        }
-        #[cfg(feature = "iggy")]
-        StreamSettings::Iggy {
-            address,
-            username,
-            password,
-            create_missing,
-        } => {
-            let backend = crate::stream::iggy::IggyBackend::new(crate::stream::iggy::IggyConfig {
-                address: address.clone(),
-                username: username.clone(),
-                password: password.expose().to_string(),
-                create_missing: *create_missing,
-                ..Default::default()
-            });
-            Ok((Arc::new(backend), None))
-        }
-        #[cfg(not(feature = "iggy"))]
-        StreamSettings::Iggy { .. } => {
-            anyhow::bail!(
-                "stream.backend: this build has no iggy backend (build with --features iggy)"
-            )
-        }
-    }
-}
-
 fn load_catalog(plugin_dir: &Path, state_dir: &Path) -> anyhow::Result<Catalog> {
     let catalog = Catalog::load_dir(plugin_dir, &state_dir.join("plugin-cache"))
         .with_context(|| format!("plugin_dir: cannot read {}", plugin_dir.display()))?;
@@ -165,15 +104,15 @@ impl Engine {
         db: sled::Db,
         statuses: Arc<dyn StatusSink>,
     ) -> anyhow::Result<Engine> {
-        let (backend, embedded) = open_backend(&settings.stream, &db)?;
-        tracing::info!(backend = backend.name(), "stream backend open");
-        // With the embedded log, checkpoints ride the log's flushes (same database,
-        // written with their batch); with a remote stream, each is flushed on its own.
-        let state = StateStore::with_db(db, embedded.is_none())?;
+        let stream = stream::open(&settings.stream, &db).context("cannot open the stream")?;
+        tracing::info!(backend = stream.backend.name(), capabilities = ?stream.capabilities, "stream open");
+        // Checkpoints are flushed one by one only where the backend's flushes do not
+        // already cover the state database.
+        let state = StateStore::with_db(db, stream.capabilities.state_store_flushes)?;
         let catalog = load_catalog(&settings.plugin_dir, &settings.state_dir)?;
         let manager = Arc::new(Manager::new(
             Arc::new(catalog),
-            backend,
+            stream.backend,
             state.clone(),
             statuses,
             ManagerSettings {
@@ -201,8 +140,8 @@ impl Engine {
         };
 
         let background = CancellationToken::new();
-        if let Some(log) = embedded {
-            tokio::spawn(retention(log, background.clone()));
+        if let Some(maintenance) = stream.maintenance {
+            tokio::spawn(maintenance.run(background.clone()));
         }
         let (watcher, plugin_changes) = watch_plugins(&settings.plugin_dir)?;
         Ok(Engine {
@@ -261,21 +200,5 @@ impl Engine {
         self.api_shutdown.cancel();
         let _ = self.api_task.await;
         Ok(())
-    }
-}
-
-async fn retention(log: EmbeddedLog, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-        }
-        let log = log.clone();
-        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(batches = n, "retention removed old batches"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
-            Err(_) => {}
-        }
     }
 }

@@ -278,16 +278,7 @@ struct LocalArgs {
 
 /// The flags, then the `--config` file over them.
 fn local_options(args: LocalArgs) -> anyhow::Result<local::LocalOptions> {
-    let mut stream = StreamSettings::from_url(&args.stream)?;
-    if let StreamSettings::Embedded { durability, .. } = &mut stream {
-        if args.durability != "batch" && humantime::parse_duration(&args.durability).is_err() {
-            anyhow::bail!(
-                "--durability: `{}` is neither `batch` nor an interval like 100ms",
-                args.durability
-            );
-        }
-        *durability = args.durability;
-    }
+    let stream = StreamSettings::from_flags(&args.stream, &args.durability)?;
     let file = match &args.config {
         Some(path) => LocalFile::load(path)?,
         None => LocalFile::default(),

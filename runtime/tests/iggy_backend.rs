@@ -1,4 +1,7 @@
-//! The `iggy` stream backend against a real Apache Iggy server.
+//! What only the `iggy` backend does, against a real Apache Iggy server: creating (or
+//! not) missing topics, connection failures, the stored offset, exact offsets under
+//! concurrent producers, consumer-group assignment, a server restart. The contract it
+//! shares with every backend is checked by `stream_conformance.rs`.
 //!
 //! Set `IGGY_TEST_ADDRESS` (e.g. `127.0.0.1:8090`) and optionally `IGGY_TEST_USER` /
 //! `IGGY_TEST_PASSWORD` (default `iggy`/`iggy`); without it every test is skipped.
@@ -101,158 +104,6 @@ async fn read_exactly(consumer: &mut dyn Consumer, first: u64, n: u64) -> Vec<Po
 }
 
 #[tokio::test]
-async fn reads_everything_in_order() {
-    let Some(config) = config() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    let backend = IggyBackend::new(config);
-    let topic = TopicRef::new(unique("order"), "events");
-    append_all(&backend, &topic, 3, 1000).await;
-    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
-    let polls = read_exactly(consumer.as_mut(), 0, 3000).await;
-    assert!(polls.iter().all(|p| p.partition == polls[0].partition));
-    let empty = consumer
-        .poll(100, Duration::from_millis(200))
-        .await
-        .expect("poll");
-    assert!(empty.batch.is_empty(), "nothing after the last message");
-}
-
-#[tokio::test]
-async fn commit_then_new_consumer_starts_after_it() {
-    let Some(config) = config() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    let backend = IggyBackend::new(config);
-    let topic = TopicRef::new(unique("commit"), "events");
-    append_all(&backend, &topic, 3, 1000).await;
-
-    let mut first = backend.consumer(&topic, "sink").await.expect("consumer");
-    let polls = read_exactly(first.as_mut(), 0, 1000).await;
-    // Read ahead (prefetch) without committing it.
-    let ahead = first.poll(500, Duration::from_secs(2)).await.expect("poll");
-    assert_eq!(
-        ahead.batch.first_offset(),
-        Some(1000),
-        "read position runs ahead"
-    );
-    first
-        .commit(polls[0].partition, 1000)
-        .await
-        .expect("commit");
-    drop(first);
-
-    // The same group after a restart: starts at message 1001 (offset 1000).
-    let mut second = backend.consumer(&topic, "sink").await.expect("consumer");
-    read_exactly(second.as_mut(), 1000, 2000).await;
-
-    // A commit of everything, then a third consumer has nothing to read.
-    second
-        .commit(polls[0].partition, 3000)
-        .await
-        .expect("commit");
-    drop(second);
-    let mut third = backend.consumer(&topic, "sink").await.expect("consumer");
-    let polled = third
-        .poll(100, Duration::from_millis(500))
-        .await
-        .expect("poll");
-    assert!(
-        polled.batch.is_empty(),
-        "all was committed: {:?}",
-        polled.batch.first_offset()
-    );
-
-    // Another group starts at the beginning.
-    let mut other = backend.consumer(&topic, "other").await.expect("consumer");
-    read_exactly(other.as_mut(), 0, 10).await;
-}
-
-#[tokio::test]
-async fn uncommitted_messages_are_delivered_again() {
-    let Some(config) = config() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    let backend = IggyBackend::new(config);
-    let topic = TopicRef::new(unique("redeliver"), "events");
-    append_all(&backend, &topic, 1, 100).await;
-
-    let mut first = backend.consumer(&topic, "sink").await.expect("consumer");
-    let polls = read_exactly(first.as_mut(), 0, 100).await;
-    first.commit(polls[0].partition, 40).await.expect("commit");
-    drop(first);
-
-    let mut second = backend.consumer(&topic, "sink").await.expect("consumer");
-    read_exactly(second.as_mut(), 40, 60).await;
-    drop(second);
-
-    // Nothing more was committed: the same 60 once more.
-    let mut third = backend.consumer(&topic, "sink").await.expect("consumer");
-    read_exactly(third.as_mut(), 40, 60).await;
-}
-
-#[tokio::test]
-async fn headers_schema_and_empty_payloads_round_trip() {
-    let Some(config) = config() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    let backend = IggyBackend::new(config);
-    let topic = TopicRef::new(unique("headers"), "events");
-    let mut b = MessageBatch::default();
-    b.push(
-        7,
-        0,
-        1_700_000_000_000_000,
-        Schema::Json,
-        [("k", &b"v"[..])],
-        b"{}",
-    );
-    b.push(
-        8,
-        0,
-        0,
-        Schema::Text,
-        [("b", &b""[..]), ("a", &b"x"[..])],
-        b"",
-    );
-    let mut producer = backend.producer(&topic).await.expect("producer");
-    let appended = producer.append(&b).await.expect("append");
-    assert_eq!((appended.first_offset, appended.last_offset), (0, 1));
-    assert!(producer.append(&MessageBatch::default()).await.is_err());
-
-    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
-    let polled = consumer
-        .poll(10, Duration::from_secs(2))
-        .await
-        .expect("poll");
-    let messages: Vec<_> = polled.batch.iter().collect();
-    assert_eq!(messages.len(), 2);
-    assert_eq!(messages[0].entry().id, 7);
-    assert_eq!(messages[0].entry().timestamp_micros, 1_700_000_000_000_000);
-    assert_eq!(messages[0].entry().offset, 0);
-    assert_eq!(messages[1].entry().offset, 1);
-    assert!(messages[1].entry().timestamp_micros > 1_700_000_000_000_000);
-    assert_eq!(messages[0].entry().schema, Schema::Json);
-    assert_eq!(messages[0].payload(), b"{}");
-    assert_eq!(
-        messages[0].headers().collect::<Vec<_>>(),
-        vec![("k", &b"v"[..])]
-    );
-    assert_eq!(messages[1].entry().id, 8);
-    assert_eq!(messages[1].entry().schema, Schema::Text);
-    assert_eq!(messages[1].payload(), b"");
-    // Iggy headers are a map: read back sorted by key.
-    assert_eq!(
-        messages[1].headers().collect::<Vec<_>>(),
-        vec![("a", &b"x"[..]), ("b", &b""[..])]
-    );
-}
-
-#[tokio::test]
 async fn missing_topic_without_create_is_no_such_topic() {
     let Some(config) = config() else {
         println!("{SKIPPED}");
@@ -282,47 +133,6 @@ async fn missing_topic_without_create_is_no_such_topic() {
         Err(StreamError::NoSuchTopic(_))
     ));
     backend.producer(&topic).await.expect("exists now");
-}
-
-#[tokio::test]
-async fn poll_on_an_empty_topic_waits_then_returns_empty() {
-    let Some(config) = config() else {
-        println!("{SKIPPED}");
-        return;
-    };
-    let backend = IggyBackend::new(config);
-    let topic = TopicRef::new(unique("empty"), "events");
-    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
-    let started = Instant::now();
-    let polled = consumer
-        .poll(100, Duration::from_millis(300))
-        .await
-        .expect("poll");
-    let took = started.elapsed();
-    assert!(polled.batch.is_empty());
-    assert!(
-        took >= Duration::from_millis(280),
-        "returned early: {took:?}"
-    );
-    assert!(
-        took < Duration::from_millis(1500),
-        "waited too long: {took:?}"
-    );
-
-    // A message appended while polling is returned before the wait ends.
-    let mut producer = backend.producer(&topic).await.expect("producer");
-    let writer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        producer.append(&batch(0..1)).await.expect("append");
-    });
-    let started = Instant::now();
-    let polled = consumer
-        .poll(100, Duration::from_secs(5))
-        .await
-        .expect("poll");
-    assert_eq!(polled.batch.len(), 1);
-    assert!(started.elapsed() < Duration::from_secs(2));
-    writer.await.unwrap();
 }
 
 #[tokio::test]

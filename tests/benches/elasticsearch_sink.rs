@@ -25,7 +25,7 @@ use ld_connectord::{
     plugin_host::PluginLibrary,
     state::StateStore,
     stream::{
-        embedded::{EmbeddedConfig, EmbeddedLog},
+        embedded::{EmbeddedLog, EmbeddedSettings},
         StreamBackend,
     },
 };
@@ -48,8 +48,9 @@ fn mapping() -> serde_json::Value {
 async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Path) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = ld_connectord::engine::open_db(dir.path()).unwrap();
-    let state = StateStore::with_db(db.clone(), false).unwrap();
-    let log = EmbeddedLog::open(db, EmbeddedConfig::default()).unwrap();
+    let state =
+        StateStore::with_db(db.clone(), EmbeddedLog::CAPABILITIES.state_store_flushes).unwrap();
+    let log = EmbeddedLog::open(db, EmbeddedSettings::default()).unwrap();
     let backend: Arc<dyn StreamBackend> = Arc::new(log);
     let random = PluginLibrary::load(&ld_e2e_tests::plugin("random_source"), cache).unwrap();
     let es = PluginLibrary::load(&ld_e2e_tests::plugin("elasticsearch_sink"), cache).unwrap();

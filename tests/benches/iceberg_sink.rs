@@ -28,7 +28,7 @@ use ld_connectord::{
     instance::{run_sink, CallPolicy, InstanceMetrics, SinkTask},
     plugin_host::PluginLibrary,
     stream::{
-        embedded::{Durability, EmbeddedConfig, EmbeddedLog},
+        embedded::{Durability, EmbeddedLog, EmbeddedSettings},
         MessageBatch, StreamBackend, TopicRef,
     },
 };
@@ -93,9 +93,9 @@ async fn sink_run(rows: u64, cache: &Path) -> (f64, usize) {
     let db = ld_connectord::engine::open_db(&dir.path().join("state")).unwrap();
     let log = EmbeddedLog::open(
         db,
-        EmbeddedConfig {
+        EmbeddedSettings {
             durability: Durability::Interval(Duration::from_millis(100)),
-            ..EmbeddedConfig::default()
+            ..EmbeddedSettings::default()
         },
     )
     .unwrap();

@@ -15,7 +15,7 @@ use ld_connectord::{
     plugin_host::PluginLibrary,
     state::StateStore,
     stream::{
-        embedded::{Durability, EmbeddedConfig, EmbeddedLog},
+        embedded::{Durability, EmbeddedLog, EmbeddedSettings},
         MessageBatch, StreamBackend, TopicRef,
     },
 };
@@ -38,12 +38,13 @@ fn rss_mib() -> f64 {
 
 fn open(dir: &std::path::Path, durability: Durability) -> (StateStore, EmbeddedLog) {
     let db = ld_connectord::engine::open_db(dir).unwrap();
-    let state = StateStore::with_db(db.clone(), false).unwrap();
+    let state =
+        StateStore::with_db(db.clone(), EmbeddedLog::CAPABILITIES.state_store_flushes).unwrap();
     let log = EmbeddedLog::open(
         db,
-        EmbeddedConfig {
+        EmbeddedSettings {
             durability,
-            ..EmbeddedConfig::default()
+            ..EmbeddedSettings::default()
         },
     )
     .unwrap();

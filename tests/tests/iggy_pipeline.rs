@@ -44,7 +44,11 @@ async fn random_source_through_iggy_to_a_sink_delivers_every_id() {
     let stream = format!("ld-pipeline-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let state = StateStore::open(&dir.path().join("state"), true).unwrap();
+    let state = StateStore::open(
+        &dir.path().join("state"),
+        IggyBackend::CAPABILITIES.state_store_flushes,
+    )
+    .unwrap();
     let out = dir.path().join("ids.txt");
     let random = PluginLibrary::load(&plugin("random_source"), &cache).unwrap();
     let test_sink = PluginLibrary::load(&plugin("test_sink"), &cache).unwrap();

@@ -14,6 +14,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::stream::StreamSettings;
+
 /// A secret string: never printed, never logged.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -39,106 +41,6 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
-    }
-}
-
-/// Which stream backend the daemon uses.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StreamSettings {
-    /// The durable local log.
-    Embedded {
-        /// `batch` (fsync per batch) or an interval such as `100ms`.
-        #[serde(default = "default_durability")]
-        durability: String,
-        /// Partitions of topics created on first use.
-        #[serde(default = "one")]
-        partitions: u32,
-        /// Most bytes kept per topic partition.
-        #[serde(default)]
-        retention_bytes: Option<u64>,
-        /// Oldest message kept, e.g. `7d`.
-        #[serde(default, with = "humantime_serde")]
-        retention_age: Option<Duration>,
-    },
-    /// A real Apache Iggy server.
-    Iggy {
-        /// `host:port` of its TCP endpoint.
-        address: String,
-        /// User name.
-        #[serde(default = "iggy_user")]
-        username: String,
-        /// Password.
-        #[serde(default = "iggy_user_secret")]
-        password: Secret,
-        /// Create missing streams and topics.
-        #[serde(default = "yes")]
-        create_missing: bool,
-    },
-}
-
-fn default_durability() -> String {
-    "batch".into()
-}
-fn one() -> u32 {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn iggy_user() -> String {
-    "iggy".into()
-}
-fn iggy_user_secret() -> Secret {
-    Secret::new("iggy")
-}
-
-impl StreamSettings {
-    /// From a command-line value: `embedded`, or `iggy://[user:password@]host:port`.
-    pub fn from_url(url: &str) -> Result<StreamSettings, DaemonConfigError> {
-        if url == "embedded" {
-            return Ok(StreamSettings::default());
-        }
-        let Some(rest) = url.strip_prefix("iggy://") else {
-            return Err(DaemonConfigError(format!(
-                "--stream: `{url}` is neither `embedded` nor `iggy://[user:password@]host:port`"
-            )));
-        };
-        let (credentials, address) = match rest.rsplit_once('@') {
-            Some((c, a)) => (Some(c), a),
-            None => (None, rest),
-        };
-        let (username, password) = match credentials {
-            Some(c) => {
-                let (u, p) = c.split_once(':').ok_or_else(|| {
-                    DaemonConfigError("--stream: credentials must be user:password".into())
-                })?;
-                (u.to_string(), Secret::new(p))
-            }
-            None => (iggy_user(), iggy_user_secret()),
-        };
-        if address.is_empty() || !address.contains(':') {
-            return Err(DaemonConfigError(format!(
-                "--stream: `{address}` is not host:port"
-            )));
-        }
-        Ok(StreamSettings::Iggy {
-            address: address.trim_end_matches('/').to_string(),
-            username,
-            password,
-            create_missing: true,
-        })
-    }
-}
-
-impl Default for StreamSettings {
-    fn default() -> Self {
-        StreamSettings::Embedded {
-            durability: default_durability(),
-            partitions: 1,
-            retention_bytes: None,
-            retention_age: None,
-        }
     }
 }
 
@@ -311,13 +213,6 @@ impl DaemonConfig {
                     ))
                 })?;
         }
-        if let StreamSettings::Embedded { durability, .. } = &config.stream {
-            if durability != "batch" && humantime::parse_duration(durability).is_err() {
-                return Err(DaemonConfigError(format!(
-                    "stream.durability: `{durability}` is neither `batch` nor an interval like 100ms"
-                )));
-            }
-        }
         Ok(config)
     }
 }
@@ -366,7 +261,7 @@ state_dir = "/s"
             (format!("{BASE}[stream]\nbackend = \"kafka\""), "stream"),
             (
                 format!("{BASE}[stream]\nbackend = \"embedded\"\ndurability = \"never\""),
-                "stream.durability",
+                "stream: durability: `never`",
             ),
         ];
         for (text, field) in cases {
@@ -376,28 +271,20 @@ state_dir = "/s"
     }
 
     #[test]
-    fn stream_urls_parse() {
-        assert_eq!(
-            StreamSettings::from_url("embedded").unwrap(),
-            StreamSettings::default()
-        );
-        let StreamSettings::Iggy {
-            address,
-            username,
-            password,
-            ..
-        } = StreamSettings::from_url("iggy://u:p@127.0.0.1:8090").unwrap()
-        else {
+    fn nested_overrides_reach_the_backend_settings() {
+        // What `LD_CONNECTORD_STREAM__DURABILITY=250ms` and `..._PARTITIONS=3` merge in.
+        let figment = Figment::from(Toml::string(&format!(
+            "{BASE}[stream]\nbackend = \"embedded\"\nretention_age = \"1h\""
+        )))
+        .merge(("stream.durability", "250ms"))
+        .merge(("stream.partitions", 3));
+        let c = DaemonConfig::from_figment(figment).unwrap();
+        let StreamSettings::Embedded(e) = c.stream else {
             panic!()
         };
-        assert_eq!(
-            (address.as_str(), username.as_str(), password.expose()),
-            ("127.0.0.1:8090", "u", "p")
-        );
-        for bad in ["kafka://x:1", "iggy://", "iggy://u@h:1", "iggy://host"] {
-            let err = StreamSettings::from_url(bad).unwrap_err().to_string();
-            assert!(err.contains("--stream"), "{bad}: {err}");
-        }
+        assert_eq!(e.durability.to_string(), "250ms");
+        assert_eq!(e.partitions, 3);
+        assert_eq!(e.retention_age, Some(Duration::from_secs(3600)));
     }
 
     #[test]
@@ -406,14 +293,11 @@ state_dir = "/s"
             "{BASE}[stream]\nbackend = \"iggy\"\naddress = \"127.0.0.1:8090\""
         ))
         .unwrap();
-        let StreamSettings::Iggy {
-            address, username, ..
-        } = c.stream
-        else {
+        let StreamSettings::Iggy(iggy) = c.stream else {
             panic!()
         };
         assert_eq!(
-            (address.as_str(), username.as_str()),
+            (iggy.address.as_str(), iggy.username.as_str()),
             ("127.0.0.1:8090", "iggy")
         );
     }

@@ -9,56 +9,134 @@
 
 use std::{
     collections::HashMap,
+    str::FromStr,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    codec, Appended, Consumer, MessageBatch, Polled, Producer, StreamBackend, StreamError, TopicRef,
+    codec,
+    settings::{one_partition, partitions},
+    Appended, Capabilities, Consumer, Maintenance, MessageBatch, OpenedStream, Polled, Producer,
+    StreamBackend, StreamError, TopicRef,
 };
 
-/// When appended data and committed offsets reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When appended data and committed offsets reach the disk: `batch`, or an interval
+/// such as `100ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Durability {
     /// Flush (fsync) before an append or a commit returns: nothing acknowledged is lost,
     /// even when the machine fails.
+    #[default]
     Batch,
     /// Flush at this interval in the background: faster; a process crash loses
     /// nothing that was written, a machine crash may lose the last interval.
     Interval(Duration),
 }
 
-/// How much history a topic partition keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retention {
-    /// Most bytes per partition (oldest batches removed first).
-    pub max_bytes: Option<u64>,
-    /// Oldest message age kept.
-    pub max_age: Option<Duration>,
+/// A durability that is neither `batch` nor a positive interval.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is neither `batch` nor an interval like 100ms")]
+pub struct DurabilityError(String);
+
+/// The one parser of a durability (config files, environment, `--durability`).
+impl FromStr for Durability {
+    type Err = DurabilityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "batch" {
+            return Ok(Durability::Batch);
+        }
+        match humantime::parse_duration(s) {
+            // A zero interval would flush in a busy loop.
+            Ok(every) if !every.is_zero() => Ok(Durability::Interval(every)),
+            _ => Err(DurabilityError(s.to_string())),
+        }
+    }
 }
 
-/// Settings of the embedded log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EmbeddedConfig {
-    /// See [`Durability`].
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durability::Batch => f.write_str("batch"),
+            Durability::Interval(every) => write!(f, "{}", humantime::format_duration(*every)),
+        }
+    }
+}
+
+impl Serialize for Durability {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Durability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+/// Settings of the embedded log (`[stream] backend = "embedded"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// See [`Durability`] (default `batch`).
+    #[serde(default)]
     pub durability: Durability,
-    /// See [`Retention`].
-    pub retention: Retention,
-    /// Partitions of a topic created on first use.
+    /// Partitions of a topic created on first use (a topic keeps the count it was
+    /// created with).
+    #[serde(default = "one_partition", deserialize_with = "partitions")]
     pub partitions: u32,
+    /// Most bytes kept per topic partition (oldest batches removed first).
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
+    /// Oldest message age kept, e.g. `7d`.
+    #[serde(default, with = "humantime_serde")]
+    pub retention_age: Option<Duration>,
 }
 
-impl Default for EmbeddedConfig {
+impl Default for EmbeddedSettings {
     fn default() -> Self {
         Self {
             durability: Durability::Batch,
-            retention: Retention::default(),
             partitions: 1,
+            retention_bytes: None,
+            retention_age: None,
         }
     }
+}
+
+impl EmbeddedSettings {
+    /// Whether old batches are ever removed.
+    pub fn has_retention(&self) -> bool {
+        self.retention_bytes.is_some() || self.retention_age.is_some()
+    }
+}
+
+/// How often the retention limits are enforced.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The embedded log as the engine uses it: in the node's database, with its retention
+/// as maintenance when limits are set.
+pub(super) fn open(
+    settings: &EmbeddedSettings,
+    db: &sled::Db,
+) -> Result<OpenedStream, StreamError> {
+    let log = EmbeddedLog::open(db.clone(), *settings)?;
+    let maintenance = settings.has_retention().then(|| {
+        let log = log.clone();
+        Maintenance::new(move |stop| log.retention(stop))
+    });
+    Ok(OpenedStream {
+        backend: Arc::new(log),
+        capabilities: EmbeddedLog::CAPABILITIES,
+        maintenance,
+    })
 }
 
 fn backend_err(e: sled::Error) -> StreamError {
@@ -100,7 +178,7 @@ struct Inner {
     db: sled::Db,
     offsets: sled::Tree,
     source_state: sled::Tree,
-    config: EmbeddedConfig,
+    settings: EmbeddedSettings,
     topics: Mutex<HashMap<TopicRef, Arc<Topic>>>,
 }
 
@@ -122,8 +200,16 @@ fn offset_key(group: &str, topic: &TopicRef, partition: u32) -> Vec<u8> {
 }
 
 impl EmbeddedLog {
+    /// What the log offers: a checkpoint and its batch are one sled transaction, and
+    /// the log's flushes (per its durability) cover the whole database, checkpoints
+    /// included.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        atomic_checkpoint: true,
+        state_store_flushes: false,
+    };
+
     /// Opens the log in `db` (shared with the daemon's other local state).
-    pub fn open(db: sled::Db, config: EmbeddedConfig) -> Result<Self, StreamError> {
+    pub fn open(db: sled::Db, settings: EmbeddedSettings) -> Result<Self, StreamError> {
         let offsets = db.open_tree("stream/offsets").map_err(backend_err)?;
         let source_state = db
             .open_tree(crate::state::SOURCE_STATE_TREE)
@@ -133,11 +219,11 @@ impl EmbeddedLog {
                 db,
                 offsets,
                 source_state,
-                config,
+                settings,
                 topics: Mutex::new(HashMap::new()),
             }),
         };
-        if let Durability::Interval(every) = config.durability {
+        if let Durability::Interval(every) = settings.durability {
             let weak = Arc::downgrade(&log.inner);
             std::thread::Builder::new()
                 .name("ld-log-flush".into())
@@ -154,18 +240,21 @@ impl EmbeddedLog {
     }
 
     /// Opens (or creates) a standalone log database in `dir`.
-    pub fn open_dir(dir: &std::path::Path, config: EmbeddedConfig) -> Result<Self, StreamError> {
+    pub fn open_dir(
+        dir: &std::path::Path,
+        settings: EmbeddedSettings,
+    ) -> Result<Self, StreamError> {
         let db = crate::state::sled_config(dir).open().map_err(backend_err)?;
-        Self::open(db, config)
+        Self::open(db, settings)
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &EmbeddedConfig {
-        &self.inner.config
+    pub fn settings(&self) -> &EmbeddedSettings {
+        &self.inner.settings
     }
 
     async fn durable(&self) -> Result<(), StreamError> {
-        if self.inner.config.durability == Durability::Batch {
+        if self.inner.settings.durability == Durability::Batch {
             self.inner.db.flush_async().await.map_err(backend_err)?;
         }
         Ok(())
@@ -187,7 +276,7 @@ impl EmbeddedLog {
                     .map_err(|_| StreamError::Corrupt(format!("{topic}: bad partition count")))?,
             ),
             None => {
-                let n = self.inner.config.partitions.max(1);
+                let n = self.inner.settings.partitions.max(1);
                 tree.insert(meta_key, &n.to_be_bytes())
                     .map_err(backend_err)?;
                 n
@@ -234,8 +323,8 @@ impl EmbeddedLog {
 
     /// Removes batches beyond the retention limits; returns how many were removed.
     pub fn enforce_retention(&self) -> Result<usize, StreamError> {
-        let retention = self.inner.config.retention;
-        if retention.max_bytes.is_none() && retention.max_age.is_none() {
+        let settings = &self.inner.settings;
+        if !settings.has_retention() {
             return Ok(0);
         }
         let topics: Vec<Arc<Topic>> = self
@@ -246,8 +335,8 @@ impl EmbeddedLog {
             .values()
             .cloned()
             .collect();
-        let oldest_kept_micros = retention
-            .max_age
+        let oldest_kept_micros = settings
+            .retention_age
             .map(|age| now_micros().saturating_sub(age.as_micros() as u64));
         let mut removed = 0;
         for t in topics {
@@ -263,7 +352,7 @@ impl EmbeddedLog {
                 // Always keep the newest batch: it holds the partition's next offset.
                 let keep_last = sizes.len().saturating_sub(1);
                 for (key, size, last_ts) in sizes.into_iter().take(keep_last) {
-                    let too_big = retention.max_bytes.is_some_and(|max| total > max);
+                    let too_big = settings.retention_bytes.is_some_and(|max| total > max);
                     let too_old = oldest_kept_micros.is_some_and(|oldest| last_ts < oldest);
                     if !(too_big || too_old) {
                         break;
@@ -275,6 +364,24 @@ impl EmbeddedLog {
             }
         }
         Ok(removed)
+    }
+
+    /// Enforces the retention limits every [`RETENTION_INTERVAL`] until `stop` is
+    /// cancelled (the maintenance job of [`open`]).
+    async fn retention(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            }
+            let log = self.clone();
+            match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(batches = n, "retention removed old batches"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+                Err(_) => {}
+            }
+        }
     }
 
     /// The committed next offset of `group` on a partition, if any.
@@ -501,5 +608,29 @@ impl Consumer for EmbeddedConsumer {
             )
             .map_err(backend_err)?;
         self.log.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_is_batch_or_a_positive_interval() {
+        assert_eq!("batch".parse(), Ok(Durability::Batch));
+        assert_eq!(
+            "100ms".parse(),
+            Ok(Durability::Interval(Duration::from_millis(100)))
+        );
+        for bad in ["never", "", "0s", "-1s", "Batch"] {
+            let err = bad.parse::<Durability>().unwrap_err().to_string();
+            assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+        }
+        for d in [
+            Durability::Batch,
+            Durability::Interval(Duration::from_millis(1500)),
+        ] {
+            assert_eq!(d.to_string().parse(), Ok(d), "{d}");
+        }
     }
 }

@@ -66,7 +66,8 @@ use ld_plugin_api::Schema;
 use tracing::{debug, info, warn};
 
 use super::{
-    Appended, Consumer, MessageBatch, Polled, Producer, StreamBackend, StreamError, TopicRef,
+    iggy_settings::IggySettings, Appended, Capabilities, Consumer, MessageBatch, OpenedStream,
+    Polled, Producer, StreamBackend, StreamError, TopicRef,
 };
 
 /// User header carrying the payload schema (u8).
@@ -115,6 +116,30 @@ impl Default for IggyConfig {
     }
 }
 
+impl From<&IggySettings> for IggyConfig {
+    /// The settings of a config file, with the default timings.
+    fn from(settings: &IggySettings) -> Self {
+        Self {
+            address: settings.address.clone(),
+            username: settings.username.clone(),
+            password: settings.password.expose().to_string(),
+            create_missing: settings.create_missing,
+            partitions: settings.partitions,
+            ..Self::default()
+        }
+    }
+}
+
+/// The Iggy backend as the engine uses it. Nothing to maintain: the server keeps its
+/// own retention.
+pub(super) fn open(settings: &IggySettings) -> OpenedStream {
+    OpenedStream {
+        backend: Arc::new(IggyBackend::new(IggyConfig::from(settings))),
+        capabilities: IggyBackend::CAPABILITIES,
+        maintenance: None,
+    }
+}
+
 /// The Iggy stream backend. Cheap to create: connections are opened per producer and
 /// per consumer.
 #[derive(Debug, Clone)]
@@ -123,6 +148,14 @@ pub struct IggyBackend {
 }
 
 impl IggyBackend {
+    /// What the backend offers: the batch is on the server and the checkpoint in the
+    /// node's database, so they cannot be one write, and nothing of the backend flushes
+    /// that database.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        atomic_checkpoint: false,
+        state_store_flushes: true,
+    };
+
     /// A backend for `config`. Connects lazily.
     pub fn new(config: IggyConfig) -> Self {
         Self {

@@ -1,24 +1,36 @@
-//! The stream side of the data plane: one trait, two backends.
+//! The stream side of the data plane: one trait, backends as components.
 //!
 //! - `embedded` (default): a durable local log on disk (`sled`), so one machine runs
 //!   whole pipelines with no other server;
-//! - `iggy`: a real Apache Iggy server through the official client.
+//! - `iggy`: a real Apache Iggy server through the official client (feature `iggy`).
 //!
 //! A source task appends through a [`Producer`]; a sink task reads through a
 //! [`Consumer`] and commits a partition's offset only after its plugin wrote the batch
 //! (at-least-once). Both are obtained from a [`StreamBackend`].
+//!
+//! Each backend is a component: it owns its settings (a variant of [`StreamSettings`]),
+//! builds itself in [`open`], and declares in [`Capabilities`] what the engine and the
+//! tasks may rely on. Every backend passes the same conformance suite (`conformance`).
+//! Adding one is a module here, a variant of [`StreamSettings`] and an arm of [`open`].
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
 mod batch;
 mod codec;
+#[doc(hidden)]
+pub mod conformance;
 pub mod embedded;
 #[cfg(feature = "iggy")]
 pub mod iggy;
+pub mod iggy_settings;
+mod settings;
 
 pub use batch::{Entry, HeaderEntry, MessageBatch, MessageRef};
+pub use settings::{SettingsError, StreamSettings};
 
 /// A stream/topic pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,6 +72,16 @@ pub enum StreamError {
     /// Any other backend failure.
     #[error("stream backend error: {0}")]
     Backend(String),
+    /// The settings name a backend this build does not contain.
+    #[error(
+        "stream.backend: this build has no {backend} backend (build with --features {feature})"
+    )]
+    NotBuilt {
+        /// The backend's name in the settings.
+        backend: &'static str,
+        /// The cargo feature that builds it.
+        feature: &'static str,
+    },
 }
 
 impl StreamError {
@@ -89,10 +111,83 @@ pub struct Polled {
     pub batch: MessageBatch,
 }
 
+/// What the engine and the tasks may rely on from a backend, declared by the backend
+/// (and checked against its behaviour by the conformance suite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// [`Producer::append_checkpointed`] stores a source checkpoint in the node's state
+    /// database (tree [`crate::state::SOURCE_STATE_TREE`]) atomically with the batch,
+    /// and answers `true` whenever it is given one. Without it, the answer is always
+    /// `false` and the task saves the checkpoint after the append: a crash between the
+    /// two repeats that batch.
+    pub atomic_checkpoint: bool,
+    /// The node's state store must flush (fsync) each checkpoint it saves. `false` when
+    /// the backend's own flushes cover the state database (the embedded log lives in it
+    /// and flushes it per its durability), so an extra flush per checkpoint would only
+    /// cost time.
+    pub state_store_flushes: bool,
+}
+
+/// A background job a backend needs while it is open (the embedded log's retention).
+/// The engine spawns it with a token that it cancels at shutdown; the job ends soon
+/// after the token is cancelled.
+pub struct Maintenance(Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>);
+
+impl Maintenance {
+    /// A job: `run(stop)` must return soon after `stop` is cancelled.
+    pub fn new<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        Self(Box::new(move |stop| Box::pin(run(stop))))
+    }
+
+    /// The job's future, to spawn.
+    pub fn run(self, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        (self.0)(stop)
+    }
+}
+
+/// An open backend, with what it declares and what it needs run beside it.
+pub struct OpenedStream {
+    /// Hands out producers and consumers.
+    pub backend: Arc<dyn StreamBackend>,
+    /// What the engine and the tasks may rely on.
+    pub capabilities: Capabilities,
+    /// A job to spawn while the backend is in use, if it needs one.
+    pub maintenance: Option<Maintenance>,
+}
+
+impl std::fmt::Debug for OpenedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStream")
+            .field("backend", &self.backend.name())
+            .field("capabilities", &self.capabilities)
+            .field("maintenance", &self.maintenance.is_some())
+            .finish()
+    }
+}
+
+/// Opens the backend `settings` name. `db` is the node's state database (where source
+/// checkpoints live); a backend may keep its data there too.
+pub fn open(settings: &StreamSettings, db: &sled::Db) -> Result<OpenedStream, StreamError> {
+    match settings {
+        StreamSettings::Embedded(s) => embedded::open(s, db),
+        #[cfg(feature = "iggy")]
+        StreamSettings::Iggy(s) => Ok(iggy::open(s)),
+        #[cfg(not(feature = "iggy"))]
+        StreamSettings::Iggy(_) => Err(StreamError::NotBuilt {
+            backend: "iggy",
+            feature: "iggy",
+        }),
+    }
+}
+
 /// A stream backend: hands out producers and consumers.
 #[async_trait]
 pub trait StreamBackend: Send + Sync + 'static {
-    /// `embedded` or `iggy`.
+    /// The backend's name in the settings (`embedded`, `iggy`), for logs.
     fn name(&self) -> &'static str;
 
     /// A producer appending to `topic`; the stream and topic are created on first use
@@ -117,9 +212,10 @@ pub trait Producer: Send {
     /// promises.
     async fn append(&mut self, batch: &MessageBatch) -> Result<Appended, StreamError>;
 
-    /// Appends the batch and, where the backend can make both one atomic write, stores
-    /// the source checkpoint `(instance key, state)` with it; returns whether it did.
-    /// When it did not, the caller saves the checkpoint after the append.
+    /// Appends the batch and, where the backend can make both one atomic write
+    /// ([`Capabilities::atomic_checkpoint`]), stores the source checkpoint
+    /// `(instance key, state)` with it; returns whether it did. When it did not, the
+    /// caller saves the checkpoint after the append.
     async fn append_checkpointed(
         &mut self,
         batch: &MessageBatch,
@@ -145,4 +241,55 @@ pub trait Consumer: Send {
     /// Records that the group processed every message of `partition` before
     /// `next_offset`. Durable when this returns `Ok`.
     async fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StreamError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, sled::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::state::sled_config(dir.path()).open().unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn open_declares_each_backends_capabilities() {
+        let (_dir, db) = db();
+        let embedded = open(&StreamSettings::default(), &db).unwrap();
+        assert_eq!(embedded.backend.name(), "embedded");
+        assert_eq!(embedded.capabilities, embedded::EmbeddedLog::CAPABILITIES);
+        assert!(embedded.capabilities.atomic_checkpoint);
+        assert!(!embedded.capabilities.state_store_flushes);
+    }
+
+    #[cfg(feature = "iggy")]
+    #[test]
+    fn iggy_opens_without_a_server_and_flushes_checkpoints_itself() {
+        let (_dir, db) = db();
+        // The client connects lazily, per producer and consumer.
+        let settings = StreamSettings::Iggy(iggy_settings::IggySettings::new("127.0.0.1:1"));
+        let opened = open(&settings, &db).unwrap();
+        assert_eq!(opened.backend.name(), "iggy");
+        assert_eq!(
+            opened.capabilities,
+            Capabilities {
+                atomic_checkpoint: false,
+                state_store_flushes: true
+            }
+        );
+        assert!(opened.maintenance.is_none());
+    }
+
+    #[cfg(not(feature = "iggy"))]
+    #[test]
+    fn a_build_without_iggy_says_how_to_get_it() {
+        let (_dir, db) = db();
+        let settings = StreamSettings::Iggy(iggy_settings::IggySettings::new("127.0.0.1:8090"));
+        let err = open(&settings, &db).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "stream.backend: this build has no iggy backend (build with --features iggy)"
+        );
+    }
 }
