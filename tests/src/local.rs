@@ -95,26 +95,7 @@ impl LocalRun {
     /// SIGTERM, then waits for the exit; returns (success, time to exit).
     pub fn terminate(&mut self, limit: Duration) -> (bool, Duration) {
         let mut child = self.child.take().expect("running");
-        let started = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return (status.success(), started.elapsed());
-            }
-            if started.elapsed() > limit {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                panic!(
-                    "did not exit within {limit:?} of SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::daemon::terminate(&mut child, limit, || self.log())
     }
 
     /// Waits for the process to exit by itself; returns whether it succeeded, or kills
