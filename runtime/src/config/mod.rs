@@ -6,5 +6,8 @@ mod instance_file;
 pub mod secret_refs;
 
 pub use daemon::{DaemonConfig, DaemonConfigError, Secret, StreamSettings};
+pub use instance::{
+    describe_ignored, document, warn_ignored, ConfigError, IgnoredField, InstanceConfig,
+    SinkStream, SourceStream, Streams,
+};
 pub use instance_file::read_instance_file;
-pub use instance::{document, ConfigError, InstanceConfig, SinkStream, SourceStream, Streams};
