@@ -4,6 +4,7 @@
 
 mod connector;
 mod tls;
+mod unused;
 
 use std::{error::Error as _, fmt, str::FromStr, time::Duration};
 
@@ -11,6 +12,7 @@ use tokio_postgres::config::Host;
 
 pub use connector::{ConfigError, ConnectError, PgConnector, TlsSettings};
 pub use tls::{CaSource, SslMode};
+pub use unused::{describe_unused, warn_unused, Unused};
 
 /// A table name split into schema and table.
 #[derive(Debug, Clone, PartialEq, Eq)]
