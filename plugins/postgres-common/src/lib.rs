@@ -172,6 +172,34 @@ pub fn is_transient(err: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// Whether the connection itself is gone (closed, broken, or ended by the server, as
+/// in a restart or `pg_terminate_backend`): a new connection may well succeed at once.
+/// A narrower question than [`is_transient`]: a serialization failure is transient,
+/// but the connection is fine.
+pub fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // connection exception; admin shutdown, crash shutdown, cannot connect now
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // Client-side: an I/O error on the socket.
+        None => {
+            let mut source = err.source();
+            while let Some(cause) = source {
+                if cause.is::<std::io::Error>() {
+                    return true;
+                }
+                source = cause.source();
+            }
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

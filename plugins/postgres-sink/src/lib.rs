@@ -285,7 +285,11 @@ impl Sink for PostgresSink {
                 Ok(()) => break,
                 Err(SinkError::Conflict) if !dedup => dedup = true,
                 Err(err) => {
-                    let lost = self.drop_broken_connection();
+                    // The error may come before the client has marked itself closed.
+                    let lost = self.drop_broken_connection() || err.is_connection_lost();
+                    if lost {
+                        self.conn = None;
+                    }
                     if had_connection && lost && err.is_transient() && !reconnected {
                         reconnected = true;
                         tracing::info!(

@@ -268,7 +268,11 @@ impl PostgresSource {
         had_connection: bool,
         reconnected: &mut bool,
     ) -> Result<(), PluginError> {
-        let lost = self.drop_broken_connection();
+        // The error may come before the client has marked itself closed.
+        let lost = self.drop_broken_connection() || err.is_connection_lost();
+        if lost {
+            self.conn = None;
+        }
         if had_connection && lost && err.is_transient() && !*reconnected {
             *reconnected = true;
             tracing::info!(
