@@ -162,7 +162,7 @@ const AVRO_SCHEMA: &str = "Avro payloads are not decoded: they are passed on as 
 const UNDECODED: &str =
     "proto, flatbuffer and avro payloads are not decoded: they are passed on as raw bytes";
 const TRANSFORM_MISSING: &str =
-    "ld-connectord has no such transform: it is skipped, messages pass unchanged";
+    "ld-connectord has no such transform: it is skipped, messages pass on without it";
 const FILTER_PATTERNS: &str = "filter_fields patterns are not supported (only keep_fields): the transform is skipped, every field is kept";
 
 #[derive(Deserialize)]
