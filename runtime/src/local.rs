@@ -15,7 +15,7 @@ use ld_protocol::{self as api, InstanceItem, InstanceStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{document, read_instance_file, StreamSettings},
+    config::{document, read_instance_file_noted, StreamSettings},
     daemon::manager::{InstanceView, LogOnly},
     engine::{open_db, Engine, EngineSettings},
     instance::{CallPolicy, RetryPolicy},
@@ -45,8 +45,9 @@ pub struct LocalOptions {
 /// One instance file as an item of the instance list (ids follow the file order).
 fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
     // Checks the file and names what is wrong in it; the manager parses the values
-    // again when it starts the instance, as it does for the supervisor's.
-    let spec = read_instance_file(path)?;
+    // again when it starts the instance, as it does for the supervisor's, and names
+    // the fields without effect then (once, in the instance's span).
+    let (spec, _) = read_instance_file_noted(path)?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let values = document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -17,6 +17,7 @@ pub struct LocalRun {
     plugins: tempfile::TempDir,
     configs: Vec<PathBuf>,
     extra_args: Vec<String>,
+    capture_stdout: bool,
     child: Option<Child>,
     runs: u32,
 }
@@ -29,6 +30,7 @@ impl LocalRun {
             plugins: plugin_dir_with(plugins),
             configs: Vec::new(),
             extra_args: Vec::new(),
+            capture_stdout: false,
             child: None,
             runs: 0,
         }
@@ -52,6 +54,31 @@ impl LocalRun {
         self
     }
 
+    /// Adds an instance file `file_name` (e.g. `stdout_sink.toml`, written for Iggy's
+    /// runtime) with this text; the instance key is the name without extension.
+    pub fn instance_file(&mut self, file_name: &str, text: &str) -> &mut Self {
+        let path = self.path(file_name);
+        std::fs::write(&path, text).unwrap();
+        self.configs.push(path);
+        self
+    }
+
+    /// Keeps what the process prints on stdout (the stdout sink's output) in
+    /// `stdout-<n>.log`, read with [`LocalRun::stdout`]; by default it is discarded.
+    pub fn capture_stdout(&mut self) -> &mut Self {
+        self.capture_stdout = true;
+        self
+    }
+
+    /// Everything printed on stdout so far (with [`LocalRun::capture_stdout`]).
+    pub fn stdout(&self) -> String {
+        (1..=self.runs)
+            .map(|n| {
+                std::fs::read_to_string(self.path(&format!("stdout-{n}.log"))).unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Extra command-line arguments for `local`.
     pub fn args(&mut self, args: &[&str]) -> &mut Self {
         self.extra_args.extend(args.iter().map(|s| s.to_string()));
@@ -63,6 +90,13 @@ impl LocalRun {
         assert!(self.child.is_none(), "already running");
         self.runs += 1;
         let log = std::fs::File::create(self.path(&format!("daemon-{}.log", self.runs))).unwrap();
+        let stdout = if self.capture_stdout {
+            Stdio::from(
+                std::fs::File::create(self.path(&format!("stdout-{}.log", self.runs))).unwrap(),
+            )
+        } else {
+            Stdio::null()
+        };
         let child = Command::new(daemon_binary())
             .arg("local")
             .arg("--plugins")
@@ -72,7 +106,7 @@ impl LocalRun {
             .args(&self.extra_args)
             .args(&self.configs)
             .env("LD_CONNECTORD_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("start ld-connectord local");

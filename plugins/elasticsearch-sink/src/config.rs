@@ -95,10 +95,11 @@ pub struct ElasticsearchSinkConfig {
     /// Same as `timeout`, in whole seconds (Iggy's name); set only one of the two.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
-    /// How long a batch keeps being retried inside the sink (documents the server
-    /// refused with 429 or 5xx, unreachable nodes) before it goes back to the host as a
-    /// transient error; default `"20s"`. Keep `timeout + retry_timeout` below the
-    /// daemon's call timeout (60 s).
+    /// How long the documents of a partly stored batch that the server refused for now
+    /// (429, 5xx, unreachable nodes) keep being sent again inside the sink before the
+    /// batch goes back to the host as a transient error; default `"20s"`. (A batch of
+    /// which nothing is stored goes back at once: the host retries whole batches.) Keep
+    /// `timeout + retry_timeout` below the daemon's call timeout (60 s).
     #[serde(default = "twenty_seconds")]
     pub retry_timeout: String,
     /// What a document the server refuses for its content (mapping or parse error,

@@ -3,9 +3,11 @@
 //!
 //! A batch is encoded once as NDJSON and sent in one or more `_bulk` requests (split to
 //! fit `max_bulk_docs` / `max_bulk_bytes`). Each item's result is read: stored items are
-//! done; items the server refused for now (429, 5xx) are sent again, alone and in
-//! smaller requests, with backoff, for at most `retry_timeout`; items refused for their
-//! content follow `on_document_error`. `consume` returns `Ok` only when every document
+//! done; when part of the batch is stored, the items the server refused for now (429,
+//! 5xx) are sent again, alone and in smaller requests, with backoff, for at most
+//! `retry_timeout` (the host can only send a batch again whole); when nothing is stored
+//! the error goes back to the host at once, which retries the batch with its backoff.
+//! Items refused for their content follow `on_document_error`. `consume` returns `Ok` only when every document
 //! of the batch is stored or skipped, so the host commits offsets only then.
 //!
 //! By default each document's `_id` is derived from its stream, topic, partition and
@@ -403,6 +405,7 @@ impl ElasticsearchSink {
 
     async fn write(&mut self, enc: &Encoded, batch: &SinkBatch<'_>) -> Result<(), PluginError> {
         let started = Instant::now();
+        let stored_before = self.stored;
         for (msg, reason) in &enc.rejected {
             self.document_error(batch, *msg, "cannot become a document", reason)?;
         }
@@ -423,6 +426,9 @@ impl ElasticsearchSink {
             let mut retry = Vec::new();
             let mut last_reason = String::new();
             let mut unreachable = false;
+            // A request too large is sent again, split, from here: the host would send
+            // it whole again.
+            let mut resplit = false;
             for chunk in encode::split(&sizes, max_docs, max_bytes) {
                 let docs = &pending[chunk];
                 if unreachable {
@@ -466,6 +472,7 @@ impl ElasticsearchSink {
                         );
                         retry.extend_from_slice(docs);
                         last_reason = format!("HTTP 413 {reason}");
+                        resplit = true;
                         continue;
                     }
                     Ok(BulkReply::TooLarge(reason)) => self.document_error(
@@ -484,6 +491,18 @@ impl ElasticsearchSink {
             }
             if retry.is_empty() {
                 break;
+            }
+            if round == 0 && self.stored == stored_before && !resplit {
+                // Nothing of the batch is stored (the cluster is unreachable, or refused
+                // every document for now): retrying it whole is the host's job, with its
+                // backoff. Only the rest of a partly stored batch is resent from here,
+                // which the host cannot do.
+                return Err(PluginError::transient(self.scrub(&format!(
+                    "none of the {} documents of the batch (offsets {}..={}) is stored yet: {last_reason}",
+                    batch.len(),
+                    first_offset(batch),
+                    last_offset(batch),
+                ))));
             }
             let retry = enc.with_followers(retry);
             round += 1;

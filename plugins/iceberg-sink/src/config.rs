@@ -177,10 +177,11 @@ pub struct IcebergSinkConfig {
     #[serde(default = "default_target_file_size_mb")]
     #[schemars(range(min = 1))]
     pub target_file_size_mb: u64,
-    /// How many times a commit that conflicted with another writer is retried (each
-    /// time: reload the table, re-check the offsets it holds, write again, commit).
-    #[serde(default = "default_commit_retries")]
-    pub commit_retries: u32,
+    /// Accepted for older configs, no effect: a commit that conflicts with another
+    /// writer goes back to the host as a transient error, and the host's retry reloads
+    /// the table, re-checks the offsets it holds, writes again and commits.
+    #[serde(default)]
+    pub commit_retries: Option<u32>,
 }
 
 fn default_catalog_name() -> String {
@@ -194,9 +195,6 @@ fn default_commit_rows() -> u64 {
 }
 fn default_target_file_size_mb() -> u64 {
     512
-}
-fn default_commit_retries() -> u32 {
-    5
 }
 
 /// Checked catalog settings.
@@ -243,8 +241,8 @@ pub struct Settings {
     pub commit_rows: u64,
     /// Rolling file size.
     pub target_file_size: usize,
-    /// Conflict retries.
-    pub commit_retries: u32,
+    /// `commit_retries` was set (it has no effect; the plugin says so once).
+    pub commit_retries_set: bool,
 }
 
 /// A checked `create_table`.
@@ -441,7 +439,7 @@ impl Settings {
             commit_interval,
             commit_rows: config.commit_rows,
             target_file_size: (config.target_file_size_mb as usize).saturating_mul(1 << 20),
-            commit_retries: config.commit_retries,
+            commit_retries_set: config.commit_retries.is_some(),
         })
     }
 
@@ -659,6 +657,17 @@ mod tests {
         assert_eq!(s.on_record_error, OnRecordError::Fail);
         assert_eq!(table_name(&s.tables[0]), "shop.orders");
         assert!(s.route_field.is_none());
+    }
+
+    #[test]
+    fn commit_retries_still_loads_but_only_marks_itself_set() {
+        let base = serde_json::json!({
+            "tables": ["shop.orders"], "uri": "/tmp/x/catalog.db", "warehouse": "/tmp/x/wh"
+        });
+        assert!(!parse(base.clone()).unwrap().commit_retries_set);
+        let mut old = base;
+        old["commit_retries"] = 5.into();
+        assert!(parse(old).unwrap().commit_retries_set);
     }
 
     #[test]

@@ -336,6 +336,12 @@ impl Sink for IcebergSink {
 
     fn new(config: IcebergSinkConfig, ctx: &InstanceContext) -> Result<Self, PluginError> {
         let settings = Settings::from_config(config)?;
+        if settings.commit_retries_set {
+            tracing::warn!(
+                instance = %ctx.instance_key(),
+                "plugin_config.commit_retries has no effect: a commit that conflicts with another writer goes back to the host, which retries it (reload, re-check, write, commit)"
+            );
+        }
         Ok(IcebergSink {
             settings,
             instance: ctx.instance_key().to_string(),

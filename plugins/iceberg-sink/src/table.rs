@@ -274,106 +274,99 @@ impl TableState {
     }
 
     /// Writes the buffered rows as data files and commits them in one snapshot whose
-    /// summary records the offsets. A conflict with another writer is retried: reload,
-    /// drop what the table already holds from this instance, write again, commit.
+    /// summary records the offsets. The table is reloaded first and what it already
+    /// holds from this instance is left out, so a call after a failed one (a conflict
+    /// with another writer, a lost answer) neither loses nor repeats rows. A conflict is
+    /// a transient error: the host retries, which is this again.
     pub async fn commit(
         &mut self,
         catalog: &dyn Catalog,
         instance: &str,
         settings: &Settings,
     ) -> Result<CommitOutcome, SinkError> {
-        let mut attempt = 0;
-        loop {
-            let table = catalog
-                .load_table(&self.ident)
-                .await
-                .map_err(|e| SinkError::table(&self.name, "cannot load the table", &e))?;
-            let recorded = Offsets::from_table(table.metadata(), instance).map_err(|reason| {
-                SinkError::Table {
-                    table: self.name.clone(),
-                    context: "cannot read the offsets of the last snapshot".into(),
-                    reason,
-                    transient: false,
-                }
+        let table = catalog
+            .load_table(&self.ident)
+            .await
+            .map_err(|e| SinkError::table(&self.name, "cannot load the table", &e))?;
+        let recorded =
+            Offsets::from_table(table.metadata(), instance).map_err(|reason| SinkError::Table {
+                table: self.name.clone(),
+                context: "cannot read the offsets of the last snapshot".into(),
+                reason,
+                transient: false,
             })?;
-            if table.metadata().current_schema().schema_id()
-                != self.table.metadata().current_schema().schema_id()
-                && table.metadata().current_schema().as_struct()
-                    != self.table.metadata().current_schema().as_struct()
-            {
-                return Err(SinkError::Table {
-                    table: self.name.clone(),
-                    context: "the schema changed while rows were buffered".into(),
-                    reason: "restart the instance to write with the new schema".into(),
-                    transient: false,
-                });
+        if table.metadata().current_schema().schema_id()
+            != self.table.metadata().current_schema().schema_id()
+            && table.metadata().current_schema().as_struct()
+                != self.table.metadata().current_schema().as_struct()
+        {
+            return Err(SinkError::Table {
+                table: self.name.clone(),
+                context: "the schema changed while rows were buffered".into(),
+                reason: "restart the instance to write with the new schema".into(),
+                transient: false,
+            });
+        }
+        let batches: Vec<RecordBatch> = self
+            .chunks
+            .iter()
+            .filter_map(|c| c.without(&recorded))
+            .collect();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            // Everything is in the table already (a commit whose answer was lost,
+            // or another copy of this instance).
+            self.finish(table, recorded);
+            return Ok(CommitOutcome {
+                rows: 0,
+                files: 0,
+                snapshot: None,
+            });
+        }
+        let mut offsets = recorded.clone();
+        offsets.merge(&self.pending);
+        let commit_id = uuid::Uuid::new_v4();
+        let files = write_files(&table, &batches, instance, commit_id, settings)
+            .await
+            .map_err(|e| SinkError::table(&self.name, "cannot write data files", &e))?;
+        let file_count = files.len();
+        let summary = HashMap::from([
+            (PROP_INSTANCE.to_string(), instance.to_string()),
+            (PROP_OFFSETS.to_string(), offsets.to_json()),
+            (PROP_COMMIT_ID.to_string(), commit_id.to_string()),
+        ]);
+        let tx = Transaction::new(&table);
+        let tx = tx
+            .fast_append()
+            .with_check_duplicate(false) // file names are unique per attempt
+            .set_commit_uuid(commit_id)
+            .set_snapshot_properties(summary)
+            .add_data_files(files)
+            .apply(tx)
+            .map_err(|e| SinkError::table(&self.name, "cannot prepare the commit", &e))?;
+        let guard = Guarded {
+            inner: catalog,
+            instance,
+            expected: recorded,
+        };
+        match tx.commit(&guard).await {
+            Ok(committed) => {
+                let snapshot = committed.metadata().current_snapshot_id();
+                self.finish(committed, offsets);
+                Ok(CommitOutcome {
+                    rows,
+                    files: file_count,
+                    snapshot,
+                })
             }
-            let batches: Vec<RecordBatch> = self
-                .chunks
-                .iter()
-                .filter_map(|c| c.without(&recorded))
-                .collect();
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            if rows == 0 {
-                // Everything is in the table already (a commit whose answer was lost,
-                // or another copy of this instance).
-                self.finish(table, recorded);
-                return Ok(CommitOutcome {
-                    rows: 0,
-                    files: 0,
-                    snapshot: None,
-                });
-            }
-            let mut offsets = recorded.clone();
-            offsets.merge(&self.pending);
-            let commit_id = uuid::Uuid::new_v4();
-            let files = write_files(&table, &batches, instance, commit_id, settings)
-                .await
-                .map_err(|e| SinkError::table(&self.name, "cannot write data files", &e))?;
-            let file_count = files.len();
-            let summary = HashMap::from([
-                (PROP_INSTANCE.to_string(), instance.to_string()),
-                (PROP_OFFSETS.to_string(), offsets.to_json()),
-                (PROP_COMMIT_ID.to_string(), commit_id.to_string()),
-            ]);
-            let tx = Transaction::new(&table);
-            let tx = tx
-                .fast_append()
-                .with_check_duplicate(false) // file names are unique per attempt
-                .set_commit_uuid(commit_id)
-                .set_snapshot_properties(summary)
-                .add_data_files(files)
-                .apply(tx)
-                .map_err(|e| SinkError::table(&self.name, "cannot prepare the commit", &e))?;
-            let guard = Guarded {
-                inner: catalog,
-                instance,
-                expected: recorded,
-            };
-            match tx.commit(&guard).await {
-                Ok(committed) => {
-                    let snapshot = committed.metadata().current_snapshot_id();
-                    self.finish(committed, offsets);
-                    return Ok(CommitOutcome {
-                        rows,
-                        files: file_count,
-                        snapshot,
-                    });
-                }
-                Err(e)
-                    if e.kind() == ErrorKind::CatalogCommitConflicts
-                        && attempt < settings.commit_retries =>
-                {
-                    attempt += 1;
-                    tracing::warn!(
-                        table = %self.name,
-                        "commit conflicted with another writer (try {attempt} of {}): reloading, re-checking and committing again: {}",
-                        settings.commit_retries + 1,
-                        crate::error::describe(&e)
-                    );
-                }
-                Err(e) => return Err(SinkError::table(&self.name, "cannot commit", &e)),
-            }
+            // Transient (see `error::is_transient`): the host retries, and the next
+            // call reloads, re-checks and writes again.
+            Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => Err(SinkError::table(
+                &self.name,
+                "the commit conflicted with another writer (retried with the table reloaded)",
+                &e,
+            )),
+            Err(e) => Err(SinkError::table(&self.name, "cannot commit", &e)),
         }
     }
 

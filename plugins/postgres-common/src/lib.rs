@@ -4,6 +4,7 @@
 
 mod connector;
 mod tls;
+mod unused;
 
 use std::{error::Error as _, fmt, str::FromStr, time::Duration};
 
@@ -11,6 +12,7 @@ use tokio_postgres::config::Host;
 
 pub use connector::{ConfigError, ConnectError, PgConnector, TlsSettings};
 pub use tls::{CaSource, SslMode};
+pub use unused::{describe_unused, warn_unused, Unused};
 
 /// A table name split into schema and table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +168,34 @@ pub fn is_transient(err: &tokio_postgres::Error) -> bool {
             // a configuration problem (e.g. the server wants a password we lack) is not.
             let text = describe(err);
             !(text.contains("invalid configuration") || text.contains("password missing"))
+        }
+    }
+}
+
+/// Whether the connection itself is gone (closed, broken, or ended by the server, as
+/// in a restart or `pg_terminate_backend`): a new connection may well succeed at once.
+/// A narrower question than [`is_transient`]: a serialization failure is transient,
+/// but the connection is fine.
+pub fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // connection exception; admin shutdown, crash shutdown, cannot connect now
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // Client-side: an I/O error on the socket.
+        None => {
+            let mut source = err.source();
+            while let Some(cause) = source {
+                if cause.is::<std::io::Error>() {
+                    return true;
+                }
+                source = cause.source();
+            }
+            false
         }
     }
 }

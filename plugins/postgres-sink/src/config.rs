@@ -1,6 +1,6 @@
 //! The sink's `plugin_config`, and the settings checked out of it before any I/O.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use ld_plugin_api::PluginError;
 
@@ -43,15 +43,28 @@ pub struct PostgresSinkConfig {
     #[serde(default = "one")]
     #[schemars(range(min = 1))]
     pub max_connections: u32,
-    /// How many times a batch is retried inside the sink after a transient error
-    /// (connection lost, serialization failure, server shutting down) before the
-    /// error goes back to the host, which retries again with its own backoff.
-    #[serde(default = "three")]
-    pub max_retries: u32,
-    /// Wait before the first retry, doubled on each further retry (at most 30 s):
-    /// e.g. `"250ms"`, `"1s"`, `"2m"`.
-    #[serde(default = "one_second")]
-    pub retry_delay: String,
+    /// Log every written batch at info level (default: debug). Iggy's name.
+    #[serde(default)]
+    pub verbose_logging: bool,
+    /// Accepted for Iggy's configs, no effect: retrying is the host's job (a transient
+    /// error goes back to the daemon, which retries with backoff).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Accepted for Iggy's configs, no effect (see `max_retries`).
+    #[serde(default)]
+    pub retry_delay: Option<String>,
+    /// Accepted for Iggy's configs, no effect: each batch is written with one `COPY`;
+    /// the stream's `batch_length` sets its size.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// Accepted for Iggy's configs: messages here carry no checksum, so `true` has no
+    /// effect.
+    #[serde(default)]
+    pub include_checksum: Option<bool>,
+    /// Accepted for Iggy's configs: `true` has no effect (the table has one timestamp
+    /// column, `ld_timestamp`).
+    #[serde(default)]
+    pub include_origin_timestamp: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -62,12 +75,40 @@ fn one() -> u32 {
     1
 }
 
-fn three() -> u32 {
-    3
-}
+const HOST_RETRIES: &str =
+    "retrying is the host's job: a transient error goes back to the daemon, which retries with backoff";
 
-fn one_second() -> String {
-    "1s".to_string()
+/// The fields of `config` that are set but have no effect, with why.
+fn unused_fields(config: &PostgresSinkConfig) -> Vec<Unused> {
+    let mut unused = Vec::new();
+    let mut note = |set: bool, field: &'static str, reason: &'static str| {
+        if set {
+            unused.push(Unused { field, reason });
+        }
+    };
+    note(config.max_retries.is_some(), "max_retries", HOST_RETRIES);
+    note(config.retry_delay.is_some(), "retry_delay", HOST_RETRIES);
+    note(
+        config.batch_size.is_some(),
+        "batch_size",
+        "each batch is written with one COPY; the stream's batch_length sets its size",
+    );
+    note(
+        config.include_checksum == Some(true),
+        "include_checksum",
+        "messages carry no checksum here",
+    );
+    note(
+        config.include_origin_timestamp == Some(true),
+        "include_origin_timestamp",
+        "the table has one timestamp column, ld_timestamp",
+    );
+    note(
+        config.max_connections > 1,
+        "max_connections",
+        "batches are written one at a time over one connection",
+    );
+    unused
 }
 
 /// How payloads are stored.
@@ -105,9 +146,7 @@ impl PayloadFormat {
     }
 }
 
-pub use ld_postgres_common::{
-    parse_duration, quote_ident, PgConnector, SslMode, TableName, TlsSettings,
-};
+pub use ld_postgres_common::{quote_ident, PgConnector, SslMode, TableName, TlsSettings, Unused};
 
 /// Everything the sink needs from its config, checked.
 pub struct Settings {
@@ -121,10 +160,10 @@ pub struct Settings {
     pub payload_format: PayloadFormat,
     /// Write metadata columns and deduplicate.
     pub include_metadata: bool,
-    /// Retries inside the sink.
-    pub max_retries: u32,
-    /// First retry delay.
-    pub retry_delay: Duration,
+    /// Log each written batch at info level.
+    pub verbose: bool,
+    /// Fields set in the config that have no effect.
+    pub unused: Vec<Unused>,
 }
 
 impl fmt::Debug for Settings {
@@ -161,16 +200,14 @@ impl Settings {
         if config.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".to_string()));
         }
-        let retry_delay =
-            parse_duration(&config.retry_delay).map_err(|r| invalid("retry_delay", r))?;
         Ok(Settings {
             connector,
             table,
             auto_create_table: config.auto_create_table,
             payload_format: config.payload_format,
             include_metadata: config.include_metadata,
-            max_retries: config.max_retries,
-            retry_delay,
+            verbose: config.verbose_logging,
+            unused: unused_fields(&config),
         })
     }
 
@@ -183,11 +220,92 @@ impl Settings {
     pub fn scrub(&self, text: &str) -> String {
         self.connector.scrub(text)
     }
+}
 
-    /// The wait before retry number `attempt` (from 0): doubling, at most 30 s.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        self.retry_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(Duration::from_secs(30))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(config: serde_json::Value) -> Result<Settings, PluginError> {
+        let config: PostgresSinkConfig =
+            serde_json::from_value(config).map_err(PluginError::invalid_config)?;
+        Settings::from_config(config, "orders-pg")
+    }
+
+    fn fields(s: &Settings) -> Vec<&str> {
+        s.unused.iter().map(|u| u.field).collect()
+    }
+
+    #[test]
+    fn iggy_postgres_sink_config_loads_and_names_what_it_does_not_use() {
+        // `[plugin_config]` of Iggy's core/connectors/sinks/postgres_sink/config.toml,
+        // plus its remaining fields.
+        let s = settings(serde_json::json!({
+            "connection_string": "postgresql://user:pass@localhost:5432/database",
+            "target_table": "iggy_messages",
+            "batch_size": 100,
+            "max_connections": 10,
+            "auto_create_table": true,
+            "include_metadata": true,
+            "include_checksum": true,
+            "include_origin_timestamp": true,
+            "payload_format": "bytea",
+            "verbose_logging": true,
+            "max_retries": 3,
+            "retry_delay": "1s",
+        }))
+        .unwrap();
+        assert_eq!(s.table, TableName::parse("public.iggy_messages").unwrap());
+        assert!(s.auto_create_table && s.include_metadata && s.verbose);
+        assert_eq!(s.payload_format, PayloadFormat::Bytea);
+        assert_eq!(
+            fields(&s),
+            [
+                "max_retries",
+                "retry_delay",
+                "batch_size",
+                "include_checksum",
+                "include_origin_timestamp",
+                "max_connections"
+            ]
+        );
+        let line = ld_postgres_common::describe_unused(&s.unused);
+        assert!(
+            line.starts_with("max_retries, retry_delay (retrying is the host's job"),
+            "{line}"
+        );
+        assert!(!line.contains("pass"), "no secret in the warning: {line}");
+    }
+
+    #[test]
+    fn values_that_ask_for_what_happens_anyway_are_not_named() {
+        let s = settings(serde_json::json!({
+            "connection_string": "postgres://u:p@db/shop",
+            "target_table": "orders",
+            "include_checksum": false,
+            "include_origin_timestamp": false,
+            "max_connections": 1,
+            "payload_format": "json",
+        }))
+        .unwrap();
+        assert!(s.unused.is_empty(), "{:?}", fields(&s));
+        assert!(!s.verbose);
+        assert_eq!(s.payload_format, PayloadFormat::Jsonb);
+    }
+
+    #[test]
+    fn a_wrong_field_is_still_refused() {
+        let err = settings(serde_json::json!({
+            "connection_string": "postgres://u:p@db/shop",
+            "target_table": "orders",
+            "target_tabel": "x",
+        }))
+        .err()
+        .unwrap();
+        assert_eq!(err.kind(), ld_plugin_api::ErrorKind::InvalidConfig);
+        assert!(
+            err.message().contains("unknown field `target_tabel`"),
+            "{err}"
+        );
     }
 }

@@ -39,6 +39,9 @@ pub enum SinkError {
         reason: String,
         /// Worth retrying.
         transient: bool,
+        /// The connection is gone (closed, or ended by the server): reconnecting may
+        /// help at once.
+        connection_lost: bool,
     },
     /// The fast path met a row that already exists: write the batch through the
     /// deduplicating path instead.
@@ -62,7 +65,20 @@ impl SinkError {
             context: context.into(),
             reason: describe(err),
             transient: is_transient(err),
+            connection_lost: is_connection_lost(err),
         }
+    }
+
+    /// Whether the connection the work ran on is gone, so that a new one may succeed
+    /// at once.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Db {
+                connection_lost: true,
+                ..
+            }
+        )
     }
 
     /// A connection error, already in words and classified.
@@ -85,4 +101,4 @@ impl SinkError {
     }
 }
 
-pub use ld_postgres_common::{describe, is_transient, ConnectError};
+pub use ld_postgres_common::{describe, is_connection_lost, is_transient, ConnectError};

@@ -120,9 +120,7 @@ impl PostgresSink {
 
     /// Connects when there is no live connection.
     async fn ensure_connected(&mut self) -> Result<(), SinkError> {
-        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-            self.conn = None;
-        }
+        self.drop_broken_connection();
         if self.conn.is_none() {
             let conn = self.connect().await?;
             self.conn = Some(conn);
@@ -130,33 +128,19 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// After a failed try: waits and returns `Ok` when the error is worth another try
-    /// and tries remain, else returns the error for the host.
-    async fn retry_or_fail(
-        &mut self,
-        what: &str,
-        err: SinkError,
-        tries: &mut u32,
-    ) -> Result<(), PluginError> {
-        self.drop_broken_connection();
-        if !err.is_transient() || *tries >= self.settings.max_retries {
-            return Err(err.into_plugin_error(|t| self.settings.scrub(t)));
-        }
-        let wait = self.settings.backoff(*tries);
-        *tries += 1;
-        tracing::warn!(
-            "{what} failed (try {tries} of {}), retrying in {wait:?}: {}",
-            self.settings.max_retries + 1,
-            self.settings.scrub(&err.to_string())
-        );
-        tokio::time::sleep(wait).await;
-        Ok(())
-    }
-
-    fn drop_broken_connection(&mut self) {
+    /// Forgets a connection that has closed; returns whether there was one.
+    fn drop_broken_connection(&mut self) -> bool {
         if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
             self.conn = None;
+            return true;
         }
+        false
+    }
+
+    /// The error for the host, with the password scrubbed out. The host retries
+    /// transient errors with backoff; the sink does not retry on its own.
+    fn fail(&self, err: SinkError) -> PluginError {
+        err.into_plugin_error(|t| self.settings.scrub(t))
     }
 
     /// Writes the batch in one transaction.
@@ -268,6 +252,7 @@ impl Sink for PostgresSink {
 
     fn new(config: PostgresSinkConfig, ctx: &InstanceContext) -> Result<Self, PluginError> {
         let settings = Settings::from_config(config, ctx.instance_key())?;
+        ld_postgres_common::warn_unused(ctx.instance_key(), &settings.unused);
         Ok(PostgresSink {
             settings,
             instance: ctx.instance_key().to_string(),
@@ -280,35 +265,59 @@ impl Sink for PostgresSink {
     /// Connects and checks the table, so a wrong config fails here, not at the first
     /// batch.
     async fn open(&mut self) -> Result<(), PluginError> {
-        let mut tries = 0;
-        loop {
-            match self.ensure_connected().await {
-                Ok(()) => return Ok(()),
-                Err(err) => {
-                    self.retry_or_fail("connecting to PostgreSQL", err, &mut tries)
-                        .await?
-                }
-            }
-        }
+        self.ensure_connected().await.map_err(|e| self.fail(e))
     }
 
+    /// Writes the batch. One quick reconnect when the connection held since an earlier
+    /// batch turns out to be gone (a restarted server, an idle connection dropped by a
+    /// proxy): that is no failure of this batch. Anything else goes back to the host,
+    /// classified, and the host retries with backoff.
     async fn consume(&mut self, batch: SinkBatch<'_>) -> Result<(), PluginError> {
         if batch.is_empty() {
             return Ok(());
         }
         self.encoded_with = None;
-        let mut tries = 0;
         let mut dedup = false;
+        let mut reconnected = false;
         loop {
+            let had_connection = self.conn.as_ref().is_some_and(|c| !c.client.is_closed());
             match self.write(&batch, dedup).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => break,
                 Err(SinkError::Conflict) if !dedup => dedup = true,
                 Err(err) => {
-                    self.retry_or_fail("writing a batch", err, &mut tries)
-                        .await?
+                    // The error may come before the client has marked itself closed.
+                    let lost = self.drop_broken_connection() || err.is_connection_lost();
+                    if lost {
+                        self.conn = None;
+                    }
+                    if had_connection && lost && err.is_transient() && !reconnected {
+                        reconnected = true;
+                        tracing::info!(
+                            "the connection to PostgreSQL was lost, reconnecting once: {}",
+                            self.settings.scrub(&err.to_string())
+                        );
+                        continue;
+                    }
+                    return Err(self.fail(err));
                 }
             }
         }
+        if self.settings.verbose {
+            tracing::info!(
+                rows = batch.len(),
+                "wrote {} rows into {}",
+                batch.len(),
+                self.settings.table
+            );
+        } else {
+            tracing::debug!(
+                rows = batch.len(),
+                "wrote {} rows into {}",
+                batch.len(),
+                self.settings.table
+            );
+        }
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), PluginError> {

@@ -28,6 +28,9 @@ pub enum SourceError {
         reason: String,
         /// Worth retrying.
         transient: bool,
+        /// The connection is gone (closed, or ended by the server): reconnecting may
+        /// help at once.
+        connection_lost: bool,
     },
 }
 
@@ -48,7 +51,20 @@ impl SourceError {
             context: context.into(),
             reason: describe(err),
             transient: is_transient(err),
+            connection_lost: is_connection_lost(err),
         }
+    }
+
+    /// Whether the connection the work ran on is gone, so that a new one may succeed
+    /// at once.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Db {
+                connection_lost: true,
+                ..
+            }
+        )
     }
 
     /// A connection error, already in words and classified.
@@ -71,4 +87,4 @@ impl SourceError {
     }
 }
 
-pub use ld_postgres_common::{describe, is_transient, ConnectError};
+pub use ld_postgres_common::{describe, is_connection_lost, is_transient, ConnectError};

@@ -45,6 +45,8 @@ enum Plan {
     Cdc {
         slot: String,
         tables: Vec<TableName>,
+        /// Only these operations (lower case); `None`: all.
+        operations: Option<Vec<String>>,
     },
 }
 
@@ -71,8 +73,8 @@ pub struct PostgresSource {
     plan: Plan,
     batch_size: u32,
     poll_interval: Duration,
-    max_retries: u32,
-    retry_delay: Duration,
+    /// Log each batch at info level.
+    verbose: bool,
     instance: String,
     conn: Option<Conn>,
     /// Polling: the last value read.
@@ -233,9 +235,7 @@ impl PostgresSource {
     }
 
     async fn ensure_connected(&mut self) -> Result<(), SourceError> {
-        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-            self.conn = None;
-        }
+        self.drop_broken_connection();
         if self.conn.is_none() {
             let conn = self.connect().await?;
             self.conn = Some(conn);
@@ -243,30 +243,45 @@ impl PostgresSource {
         Ok(())
     }
 
-    async fn retry_or_fail(
+    /// Whether a connection is held that has not closed.
+    fn connected(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| !c.client.is_closed())
+    }
+
+    /// Forgets a connection that has closed; returns whether there was one.
+    fn drop_broken_connection(&mut self) -> bool {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+            return true;
+        }
+        false
+    }
+
+    /// After a failed call: `Ok` when it is worth one more try at once, because the
+    /// connection held from before (`had_connection`) turned out to be gone (a restarted
+    /// server, an idle connection dropped by a proxy) and no reconnect was made yet;
+    /// otherwise the error for the host, classified, which retries with backoff.
+    fn reconnect_once(
         &mut self,
         what: &str,
         err: SourceError,
-        tries: &mut u32,
+        had_connection: bool,
+        reconnected: &mut bool,
     ) -> Result<(), PluginError> {
-        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+        // The error may come before the client has marked itself closed.
+        let lost = self.drop_broken_connection() || err.is_connection_lost();
+        if lost {
             self.conn = None;
         }
-        if !err.is_transient() || *tries >= self.max_retries {
-            return Err(err.into_plugin_error(|t| self.scrub(t)));
+        if had_connection && lost && err.is_transient() && !*reconnected {
+            *reconnected = true;
+            tracing::info!(
+                "{what}: the connection to PostgreSQL was lost, reconnecting once: {}",
+                self.scrub(&err.to_string())
+            );
+            return Ok(());
         }
-        let wait = self
-            .retry_delay
-            .saturating_mul(1u32 << (*tries).min(16))
-            .min(Duration::from_secs(30));
-        *tries += 1;
-        tracing::warn!(
-            "{what} failed (try {tries} of {}), retrying in {wait:?}: {}",
-            self.max_retries + 1,
-            self.scrub(&err.to_string())
-        );
-        tokio::time::sleep(wait).await;
-        Ok(())
+        Err(err.into_plugin_error(|t| self.scrub(t)))
     }
 
     async fn read_rows(&mut self) -> Result<SourceBatch, SourceError> {
@@ -299,7 +314,12 @@ impl PostgresSource {
 
     async fn read_changes(&mut self) -> Result<(SourceBatch, u64, u64), SourceError> {
         self.ensure_connected().await?;
-        let Plan::Cdc { slot, tables } = &self.plan else {
+        let Plan::Cdc {
+            slot,
+            tables,
+            operations,
+        } = &self.plan
+        else {
             unreachable!("cdc only")
         };
         let conn = self.conn.as_ref().expect("connected above");
@@ -343,10 +363,13 @@ impl PostgresSource {
                     break;
                 }
             } else if let Some(change) = parse_change(data) {
-                let wanted = tables.is_empty()
+                let wanted = (tables.is_empty()
                     || tables
                         .iter()
-                        .any(|t| change.table == format!("{}.{}", t.schema, t.table));
+                        .any(|t| change.table == format!("{}.{}", t.schema, t.table)))
+                    && operations
+                        .as_ref()
+                        .is_none_or(|ops| ops.contains(&change.operation));
                 if wanted {
                     txn.push(change.to_event(xid, lsn_text));
                 }
@@ -374,13 +397,15 @@ impl Source for PostgresSource {
     type State = PostgresSourceState;
 
     fn new(
-        config: PostgresSourceConfig,
+        mut config: PostgresSourceConfig,
         state: Option<PostgresSourceState>,
         ctx: &InstanceContext,
     ) -> Result<Self, PluginError> {
         let invalid = |field: &str, reason: String| {
             PluginError::invalid_config(format!("plugin_config.{field}: {reason}"))
         };
+        let unused = config.adopt_iggy_fields()?;
+        ld_postgres_common::warn_unused(ctx.instance_key(), &unused);
         let connector = PgConnector::new(
             config.connection_string.expose(),
             TlsSettings {
@@ -395,8 +420,6 @@ impl Source for PostgresSource {
         }
         let poll_interval =
             parse_duration(&config.poll_interval).map_err(|r| invalid("poll_interval", r))?;
-        let retry_delay =
-            parse_duration(&config.retry_delay).map_err(|r| invalid("retry_delay", r))?;
         let state = state.unwrap_or_default();
         let mut cursor = 0;
         let plan = match config.mode {
@@ -452,7 +475,11 @@ impl Source for PostgresSource {
                         PluginError::fatal(format!("the saved source state has a bad LSN `{lsn}`"))
                     })?;
                 }
-                Plan::Cdc { slot, tables }
+                Plan::Cdc {
+                    slot,
+                    tables,
+                    operations: config.capture_operations,
+                }
             }
         };
         Ok(PostgresSource {
@@ -460,8 +487,7 @@ impl Source for PostgresSource {
             plan,
             batch_size: config.batch_size,
             poll_interval,
-            max_retries: config.max_retries,
-            retry_delay,
+            verbose: config.verbose_logging,
             instance: ctx.instance_key().to_string(),
             conn: None,
             last_value: state.last_value.or(config.initial_value),
@@ -473,23 +499,18 @@ impl Source for PostgresSource {
     }
 
     /// Connects and checks the table or the slot (creating the slot when missing), so a
-    /// wrong config fails here.
+    /// wrong config fails here. Failures go back to the host, which retries transient
+    /// ones with backoff.
     async fn open(&mut self) -> Result<(), PluginError> {
-        let mut tries = 0;
-        loop {
-            match self.ensure_connected().await {
-                Ok(()) => return Ok(()),
-                Err(err) => {
-                    self.retry_or_fail("connecting to PostgreSQL", err, &mut tries)
-                        .await?
-                }
-            }
-        }
+        self.ensure_connected()
+            .await
+            .map_err(|err| err.into_plugin_error(|t| self.scrub(t)))
     }
 
     async fn poll(&mut self) -> Result<SourceBatch, PluginError> {
-        let mut tries = 0;
+        let mut reconnected = false;
         let mut batch = loop {
+            let had_connection = self.connected();
             let result = match self.plan {
                 Plan::Polling { .. } => self.read_rows().await,
                 Plan::Cdc { .. } => match self.read_changes().await {
@@ -510,9 +531,18 @@ impl Source for PostgresSource {
             };
             match result {
                 Ok(batch) => break batch,
-                Err(err) => self.retry_or_fail("reading", err, &mut tries).await?,
+                Err(err) => {
+                    self.reconnect_once("reading", err, had_connection, &mut reconnected)?
+                }
             }
         };
+        if !batch.is_empty() {
+            if self.verbose {
+                tracing::info!(messages = batch.len(), "read {} messages", batch.len());
+            } else {
+                tracing::debug!(messages = batch.len(), "read {} messages", batch.len());
+            }
+        }
         let state = match self.plan {
             Plan::Polling { .. } if !batch.is_empty() => Some(PostgresSourceState {
                 last_value: self.last_value.clone(),
@@ -545,8 +575,9 @@ impl Source for PostgresSource {
         };
         let (lsn, gone) = (self.pending[index].lsn, self.pending[index].rows);
         let slot = slot.clone();
-        let mut tries = 0;
+        let mut reconnected = false;
         loop {
+            let had_connection = self.connected();
             let result = match self.ensure_connected().await {
                 Ok(()) => {
                     let client = &self.conn.as_ref().expect("connected above").client;
@@ -556,10 +587,12 @@ impl Source for PostgresSource {
             };
             match result {
                 Ok(()) => break,
-                Err(err) => {
-                    self.retry_or_fail("advancing the slot", err, &mut tries)
-                        .await?
-                }
+                Err(err) => self.reconnect_once(
+                    "advancing the slot",
+                    err,
+                    had_connection,
+                    &mut reconnected,
+                )?,
             }
         }
         self.pending.drain(..=index);

@@ -1,6 +1,12 @@
 //! An instance's config: which streams it reads or writes, its `plugin_config` and its
 //! transforms. Same shape as Apache Iggy's connector configs, so those carry over.
 //!
+//! Every field of Iggy's format (`core/connectors/runtime/src/configs/connectors.rs`) is
+//! accepted. What means the same here is honoured; the rest is listed in
+//! [`IgnoredField`]s and named in one warning per instance, never refused, so that a
+//! file written for Iggy's runtime loads as it is. Fields Iggy does not have either are
+//! refused (a typo should not pass silently).
+//!
 //! Parsing names the field that is wrong: `streams[0].batch_length: expected a
 //! positive integer`.
 
@@ -8,7 +14,7 @@ use std::time::Duration;
 
 use ld_plugin_api::{ffi::ConnectorType, Schema};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::transform::{Transform, TransformError};
 
@@ -92,6 +98,73 @@ pub struct InstanceConfig {
     pub transforms: Vec<Transform>,
 }
 
+/// A field of Iggy's connector format that is accepted but has no effect here, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredField {
+    /// Field path, e.g. `verbose` or `streams[0].avro_schema_path`.
+    pub path: String,
+    /// Why it has no effect, and where it helps, what to use instead.
+    pub reason: &'static str,
+}
+
+impl IgnoredField {
+    fn new(path: impl Into<String>, reason: &'static str) -> Self {
+        Self {
+            path: path.into(),
+            reason,
+        }
+    }
+}
+
+/// The ignored fields in one line, fields with the same reason grouped:
+/// `name, version, path (identity ...); benchmark (...)`.
+pub fn describe_ignored(ignored: &[IgnoredField]) -> String {
+    let mut groups: Vec<(&'static str, Vec<&str>)> = Vec::new();
+    for field in ignored {
+        match groups
+            .iter_mut()
+            .find(|(reason, _)| *reason == field.reason)
+        {
+            Some((_, paths)) => paths.push(&field.path),
+            None => groups.push((field.reason, vec![&field.path])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(reason, paths)| format!("{} ({reason})", paths.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Logs the ignored fields of one instance in one warning. `instance` is given when the
+/// caller is not inside the instance's span (which names it otherwise).
+pub fn warn_ignored(instance: Option<&str>, ignored: &[IgnoredField]) {
+    if ignored.is_empty() {
+        return;
+    }
+    let fields = describe_ignored(ignored);
+    match instance {
+        Some(key) => tracing::warn!(
+            instance = %key,
+            "instance {key}: config fields accepted for Iggy compatibility but not used: {fields}"
+        ),
+        None => {
+            tracing::warn!("config fields accepted for Iggy compatibility but not used: {fields}")
+        }
+    }
+}
+
+const IDENTITY: &str = "Iggy's file identity: ld-connectord names an instance by its key (with `local`, the file name), loads the plugin by `key` from the plugin directory and runs the config it is given";
+const CONFIG_FORMAT: &str = "it only chooses how Iggy's HTTP API shows plugin_config";
+const VERBOSE: &str = "per-batch logs are at debug level: set LD_CONNECTORD_LOG=debug to see them";
+const BENCHMARK: &str = "batch timings are published as metrics on /metrics, not as log events";
+const AVRO_SCHEMA: &str = "Avro payloads are not decoded: they are passed on as raw bytes";
+const UNDECODED: &str =
+    "proto, flatbuffer and avro payloads are not decoded: they are passed on as raw bytes";
+const TRANSFORM_MISSING: &str =
+    "ld-connectord has no such transform: it is skipped, messages pass on without it";
+const FILTER_PATTERNS: &str = "filter_fields patterns are not supported (only keep_fields): the transform is skipped, every field is kept";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -103,23 +176,30 @@ struct RawConfig {
     plugin_config: Option<Value>,
     #[serde(default)]
     transforms: Option<Value>,
-    // Identity fields of an Iggy connector file: read by the local runner, not here.
+    // Identity fields of an Iggy connector file: `type` and `key` are read by the local
+    // runner (the control plane gives them otherwise), not here.
     #[serde(default, rename = "type")]
     _type: Option<String>,
     #[serde(default, rename = "key")]
     _key: Option<String>,
-    #[serde(default, rename = "name")]
-    _name: Option<String>,
-    #[serde(default, rename = "version")]
-    _version: Option<Value>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<Value>,
     #[serde(default, rename = "id")]
     _id: Option<Value>,
     // Iggy's runtime loads the library from `path`; we load by key from the plugin
-    // directory, so the line is ignored.
-    #[serde(default, rename = "path")]
-    _path: Option<String>,
+    // directory.
+    #[serde(default)]
+    path: Option<String>,
     #[serde(default)]
     plugin_config_format: Option<String>,
+    // Iggy: log each batch at info rather than debug.
+    #[serde(default)]
+    verbose: Option<bool>,
+    // Iggy: emit per-batch timing events.
+    #[serde(default)]
+    benchmark: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -137,6 +217,8 @@ struct RawStream {
     poll_interval: Option<Value>,
     linger_time: Option<Value>,
     consumer_group: Option<String>,
+    avro_schema_json: Option<String>,
+    avro_schema_path: Option<String>,
 }
 
 fn positive(path: &str, v: &Option<Value>, default: u32) -> Result<u32, ConfigError> {
@@ -169,9 +251,18 @@ fn duration(path: &str, v: &Option<Value>, default: Duration) -> Result<Duration
     }
 }
 
-fn schema(path: &str, v: &Option<String>) -> Result<Schema, ConfigError> {
-    match v {
+fn schema(
+    path: &str,
+    v: &Option<String>,
+    ignored: &mut Vec<IgnoredField>,
+) -> Result<Schema, ConfigError> {
+    match v.as_deref() {
         None => Ok(Schema::Json),
+        // Iggy's other schemas: the payload is carried, undecoded.
+        Some("proto" | "flatbuffer" | "flat_buffer" | "avro") => {
+            ignored.push(IgnoredField::new(path, UNDECODED));
+            Ok(Schema::Raw)
+        }
         Some(s) => s.parse().map_err(|e: String| ConfigError::new(path, e)),
     }
 }
@@ -186,8 +277,20 @@ fn required(path: &str, v: &Option<String>) -> Result<String, ConfigError> {
 
 impl InstanceConfig {
     /// Parses and validates a config for one side from JSON (or a TOML document
-    /// converted to JSON).
+    /// converted to JSON). Fields of Iggy's format that have no effect here are named in
+    /// one warning, logged in the caller's span (the instance's, in the daemon).
     pub fn parse(side: ConnectorType, value: &Value) -> Result<InstanceConfig, ConfigError> {
+        let (config, ignored) = InstanceConfig::parse_noted(side, value)?;
+        warn_ignored(None, &ignored);
+        Ok(config)
+    }
+
+    /// Parses and validates a config, and says which accepted fields have no effect
+    /// (nothing is logged).
+    pub fn parse_noted(
+        side: ConnectorType,
+        value: &Value,
+    ) -> Result<(InstanceConfig, Vec<IgnoredField>), ConfigError> {
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             ConfigError::new(
@@ -195,13 +298,32 @@ impl InstanceConfig {
                 e.into_inner().to_string(),
             )
         })?;
+        let mut ignored = Vec::new();
+        for (field, present) in [
+            ("name", raw.name.is_some()),
+            ("version", raw.version.is_some()),
+            ("path", raw.path.is_some()),
+        ] {
+            if present {
+                ignored.push(IgnoredField::new(field, IDENTITY));
+            }
+        }
         if let Some(format) = &raw.plugin_config_format {
-            if format != "json" && format != "toml" {
+            // Iggy's `ConfigFormat`; anything else Iggy refuses too.
+            if !matches!(format.as_str(), "json" | "yaml" | "toml" | "text") {
                 return Err(ConfigError::new(
                     "plugin_config_format",
-                    format!("`{format}` is not supported (json or toml)"),
+                    format!("`{format}` is not one of json, yaml, toml, text"),
                 ));
             }
+            ignored.push(IgnoredField::new("plugin_config_format", CONFIG_FORMAT));
+        }
+        // `false` is what happens here anyway: only `true` asks for something not done.
+        if raw.verbose == Some(true) {
+            ignored.push(IgnoredField::new("verbose", VERBOSE));
+        }
+        if raw.benchmark == Some(true) {
+            ignored.push(IgnoredField::new("benchmark", BENCHMARK));
         }
         let plugin_config = match raw.plugin_config {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -215,6 +337,9 @@ impl InstanceConfig {
         };
         let transforms = match &raw.transforms {
             None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(map)) => {
+                crate::transform::parse_list(&iggy_transforms(map, &mut ignored)?)?
+            }
             Some(v) => crate::transform::parse_list(v)?,
         };
         let streams = match side {
@@ -222,14 +347,14 @@ impl InstanceConfig {
                 raw.streams
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| sink_stream(i, s))
+                    .map(|(i, s)| sink_stream(i, s, &mut ignored))
                     .collect::<Result<_, _>>()?,
             ),
             ConnectorType::Source => Streams::Source(
                 raw.streams
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| source_stream(i, s))
+                    .map(|(i, s)| source_stream(i, s, &mut ignored))
                     .collect::<Result<_, _>>()?,
             ),
         };
@@ -245,7 +370,7 @@ impl InstanceConfig {
                 "at least one stream entry is needed for an enabled instance",
             ));
         }
-        Ok(config)
+        Ok((config, ignored))
     }
 
     /// Parses a config file's text: TOML (as written for Iggy's connectors runtime) or JSON.
@@ -267,13 +392,108 @@ pub fn document(text: &str) -> Result<Value, ConfigError> {
         return serde_json::from_str(text)
             .map_err(|e| ConfigError::new("config", format!("invalid JSON: {e}")));
     }
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| ConfigError::new("config", format!("invalid TOML: {}", e.message())))?;
-    serde_json::to_value(table).map_err(|e| ConfigError::new("config", e.to_string()))
+    // Straight into JSON, not through `toml::Table`: that one sorts keys, and the order
+    // of Iggy's transform tables is the order the transforms run in.
+    toml::from_str::<Value>(text)
+        .map_err(|e| ConfigError::new("config", format!("invalid TOML: {}", e.message())))
 }
 
-fn sink_stream(i: usize, s: &RawStream) -> Result<SinkStream, ConfigError> {
+fn avro_fields(i: usize, s: &RawStream, ignored: &mut Vec<IgnoredField>) {
+    for (field, present) in [
+        ("avro_schema_json", s.avro_schema_json.is_some()),
+        ("avro_schema_path", s.avro_schema_path.is_some()),
+    ] {
+        if present {
+            ignored.push(IgnoredField::new(
+                format!("streams[{i}].{field}"),
+                AVRO_SCHEMA,
+            ));
+        }
+    }
+}
+
+/// Iggy's transforms (the map form, `[transforms.add_fields]`) made ready for
+/// [`crate::transform::parse_list`]: Iggy's defaults filled in, and what cannot be done
+/// here taken out and noted in `ignored`. Disabled entries are left for `parse_list` to
+/// skip.
+fn iggy_transforms(
+    map: &Map<String, Value>,
+    ignored: &mut Vec<IgnoredField>,
+) -> Result<Value, ConfigError> {
+    let mut out = Map::new();
+    for (name, body) in map {
+        let path = format!("transforms.{name}");
+        let Value::Object(body) = body else {
+            // Not a table: parse_list names the error.
+            out.insert(name.clone(), body.clone());
+            continue;
+        };
+        if body.get("enabled") == Some(&Value::Bool(false)) {
+            out.insert(name.clone(), Value::Object(body.clone()));
+            continue;
+        }
+        let mut body = body.clone();
+        match name.as_str() {
+            "proto_convert" | "flatbuffer_convert" | "avro_convert" | "unwrap_envelope" => {
+                ignored.push(IgnoredField::new(path, TRANSFORM_MISSING));
+                continue;
+            }
+            // Iggy's `fields` default to an empty list.
+            "add_fields" | "delete_fields" | "update_fields" => {
+                body.entry("fields")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+            "filter_fields" => {
+                let patterns = match body.remove("patterns") {
+                    None => Vec::new(),
+                    Some(Value::Array(p)) => p,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            format!("{path}.patterns"),
+                            format!("expected a list, got {other}"),
+                        ))
+                    }
+                };
+                let include_matching = match body.remove("include_matching") {
+                    None => true,
+                    Some(Value::Bool(b)) => b,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            format!("{path}.include_matching"),
+                            format!("expected true or false, got {other}"),
+                        ))
+                    }
+                };
+                if !patterns.is_empty() {
+                    ignored.push(IgnoredField::new(
+                        format!("{path}.patterns"),
+                        FILTER_PATTERNS,
+                    ));
+                    continue;
+                }
+                let keep_fields = body
+                    .entry("keep_fields")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                // Without patterns, Iggy keeps every field when keep_fields is empty or
+                // include_matching is false: the transform does nothing.
+                if !include_matching || keep_fields.as_array().is_some_and(Vec::is_empty) {
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.insert(name.clone(), Value::Object(body));
+    }
+    Ok(Value::Object(out))
+}
+
+fn sink_stream(
+    i: usize,
+    s: &RawStream,
+    ignored: &mut Vec<IgnoredField>,
+) -> Result<SinkStream, ConfigError> {
     let at = |field: &str| format!("streams[{i}].{field}");
+    avro_fields(i, s, ignored);
     if s.topic.is_some() {
         return Err(ConfigError::new(
             at("topic"),
@@ -299,7 +519,7 @@ fn sink_stream(i: usize, s: &RawStream) -> Result<SinkStream, ConfigError> {
     Ok(SinkStream {
         stream: required(&at("stream"), &s.stream)?,
         topics,
-        schema: schema(&at("schema"), &s.schema)?,
+        schema: schema(&at("schema"), &s.schema, ignored)?,
         batch_length: positive(&at("batch_length"), &s.batch_length, 1000)?,
         poll_interval: duration(
             &at("poll_interval"),
@@ -310,8 +530,13 @@ fn sink_stream(i: usize, s: &RawStream) -> Result<SinkStream, ConfigError> {
     })
 }
 
-fn source_stream(i: usize, s: &RawStream) -> Result<SourceStream, ConfigError> {
+fn source_stream(
+    i: usize,
+    s: &RawStream,
+    ignored: &mut Vec<IgnoredField>,
+) -> Result<SourceStream, ConfigError> {
     let at = |field: &str| format!("streams[{i}].{field}");
+    avro_fields(i, s, ignored);
     if s.topics.is_some() {
         return Err(ConfigError::new(
             at("topics"),
@@ -329,7 +554,7 @@ fn source_stream(i: usize, s: &RawStream) -> Result<SourceStream, ConfigError> {
     Ok(SourceStream {
         stream: required(&at("stream"), &s.stream)?,
         topic: required(&at("topic"), &s.topic)?,
-        schema: schema(&at("schema"), &s.schema)?,
+        schema: schema(&at("schema"), &s.schema, ignored)?,
         batch_length: positive(&at("batch_length"), &s.batch_length, 1000)?,
         linger_time: duration(&at("linger_time"), &s.linger_time, Duration::from_millis(5))?,
     })
@@ -464,7 +689,12 @@ enabled = true
 key = "message"
 value.static = "hello"
 "#;
-        let c = InstanceConfig::parse_text(ConnectorType::Sink, text).unwrap();
+        let (c, ignored) =
+            InstanceConfig::parse_noted(ConnectorType::Sink, &document(text).unwrap()).unwrap();
+        assert_eq!(
+            ignored_paths(&ignored),
+            ["name", "version", "path", "plugin_config_format"]
+        );
         let Streams::Sink(s) = &c.streams else {
             panic!()
         };
@@ -474,5 +704,238 @@ value.static = "hello"
         );
         assert_eq!(c.plugin_config["print_payload"], true);
         assert_eq!(c.transforms.len(), 1);
+    }
+
+    fn ignored_paths(ignored: &[IgnoredField]) -> Vec<&str> {
+        ignored.iter().map(|f| f.path.as_str()).collect()
+    }
+
+    /// Every field of Iggy's `SinkConfig` and `StreamConsumerConfig`
+    /// (`core/connectors/runtime/src/configs/connectors.rs`), and every transform of its
+    /// SDK, in one sink config: it loads, and what is not used is named.
+    #[test]
+    fn every_iggy_sink_field_is_accepted_and_the_unused_ones_are_named() {
+        let text = r#"
+type = "sink"
+key = "stdout"
+enabled = true
+version = 3
+name = "All fields"
+path = "target/release/libiggy_connector_stdout_sink"
+plugin_config_format = "yaml"
+verbose = true
+benchmark = true
+
+[[streams]]
+stream = "s"
+topics = ["a", "b"]
+schema = "proto"
+avro_schema_json = "{}"
+avro_schema_path = "/schemas/x.avsc"
+batch_length = 10
+poll_interval = "20ms"
+consumer_group = "g"
+
+[plugin_config]
+print_payload = false
+
+[transforms.add_fields]
+enabled = true
+[[transforms.add_fields.fields]]
+key = "k"
+value.computed = "uuid_v7"
+
+[transforms.delete_fields]
+enabled = true
+fields = ["secret"]
+
+[transforms.update_fields]
+enabled = true
+[[transforms.update_fields.fields]]
+key = "state"
+value.static = "seen"
+condition = "key_exists"
+
+[transforms.filter_fields]
+enabled = true
+keep_fields = ["id"]
+patterns = [{ key_pattern = { starts_with = "meta_" } }]
+include_matching = true
+
+[transforms.proto_convert]
+enabled = true
+source_format = "proto"
+target_format = "json"
+
+[transforms.flatbuffer_convert]
+enabled = true
+
+[transforms.avro_convert]
+enabled = false
+
+[transforms.unwrap_envelope]
+enabled = true
+field = "data"
+"#;
+        let (c, ignored) =
+            InstanceConfig::parse_noted(ConnectorType::Sink, &document(text).unwrap()).unwrap();
+        assert_eq!(
+            ignored_paths(&ignored),
+            [
+                "name",
+                "version",
+                "path",
+                "plugin_config_format",
+                "verbose",
+                "benchmark",
+                "transforms.filter_fields.patterns",
+                "transforms.proto_convert",
+                "transforms.flatbuffer_convert",
+                "transforms.unwrap_envelope",
+                "streams[0].avro_schema_json",
+                "streams[0].avro_schema_path",
+                "streams[0].schema",
+            ]
+        );
+        let Streams::Sink(s) = &c.streams else {
+            panic!("a sink")
+        };
+        assert_eq!(
+            s[0],
+            SinkStream {
+                stream: "s".into(),
+                topics: vec!["a".into(), "b".into()],
+                schema: Schema::Raw,
+                batch_length: 10,
+                poll_interval: Duration::from_millis(20),
+                consumer_group: Some("g".into()),
+            }
+        );
+        let names: Vec<&str> = c.transforms.iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["add_fields", "delete_fields", "update_fields"]);
+        assert_eq!(c.plugin_config, json!({"print_payload": false}));
+        let line = describe_ignored(&ignored);
+        assert!(
+            line.contains("transforms.proto_convert, transforms.flatbuffer_convert, transforms.unwrap_envelope (ld-connectord has no such transform"),
+            "{line}"
+        );
+    }
+
+    /// Every field of Iggy's `SourceConfig` and `StreamProducerConfig`.
+    #[test]
+    fn every_iggy_source_field_is_accepted_and_the_unused_ones_are_named() {
+        let (c, ignored) = InstanceConfig::parse_noted(
+            ConnectorType::Source,
+            &json!({
+                "type": "source", "key": "random", "enabled": true, "version": 0,
+                "name": "r", "path": "lib", "plugin_config_format": "text",
+                "verbose": false, "benchmark": false,
+                "streams": [{"stream": "s", "topic": "t", "schema": "avro",
+                             "avro_schema_json": "{}", "avro_schema_path": "/a.avsc",
+                             "batch_length": 7, "linger_time": "9ms"}],
+                "plugin_config": {"max_count": 3},
+                "transforms": {"add_fields": {"enabled": true}},
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            ignored_paths(&ignored),
+            [
+                "name",
+                "version",
+                "path",
+                "plugin_config_format",
+                "streams[0].avro_schema_json",
+                "streams[0].avro_schema_path",
+                "streams[0].schema",
+            ]
+        );
+        let Streams::Source(s) = &c.streams else {
+            panic!("a source")
+        };
+        assert_eq!(
+            s[0],
+            SourceStream {
+                stream: "s".into(),
+                topic: "t".into(),
+                schema: Schema::Raw,
+                batch_length: 7,
+                linger_time: Duration::from_millis(9),
+            }
+        );
+        // An add_fields without fields (Iggy's default: none) adds nothing, but loads.
+        assert_eq!(c.transforms.len(), 1);
+    }
+
+    #[test]
+    fn iggy_filter_fields_is_kept_when_it_means_keep_fields() {
+        let parse = |filter: Value| {
+            InstanceConfig::parse_noted(
+                ConnectorType::Sink,
+                &json!({"streams": [{"stream": "s", "topics": ["t"]}],
+                        "transforms": {"filter_fields": filter}}),
+            )
+        };
+        let (c, ignored) =
+            parse(json!({"enabled": true, "keep_fields": ["id"], "include_matching": true}))
+                .unwrap();
+        assert!(ignored.is_empty());
+        assert_eq!(c.transforms[0].name(), "filter_fields");
+        // Iggy keeps every field here, so there is nothing to run.
+        for does_nothing in [
+            json!({"enabled": true, "keep_fields": []}),
+            json!({"enabled": true, "keep_fields": ["id"], "include_matching": false}),
+        ] {
+            let (c, ignored) = parse(does_nothing.clone()).unwrap();
+            assert!(
+                c.transforms.is_empty() && ignored.is_empty(),
+                "{does_nothing}"
+            );
+        }
+        let err = parse(json!({"enabled": true, "include_matching": "yes"})).unwrap_err();
+        assert_eq!(err.path, "transforms.filter_fields.include_matching");
+    }
+
+    #[test]
+    fn iggy_fields_of_the_wrong_type_or_value_are_refused_naming_them() {
+        let cases = [
+            (
+                json!({"plugin_config_format": "xml"}),
+                "plugin_config_format: `xml` is not one of json, yaml, toml, text",
+            ),
+            (json!({"verbose": "yes"}), "verbose: invalid type"),
+            (json!({"benchmark": 1}), "benchmark: invalid type"),
+            (
+                json!({"streams": [{"stream": "s", "topics": ["t"], "avro_schema_path": 5}]}),
+                "streams[0].avro_schema_path: invalid type",
+            ),
+            (
+                json!({"transforms": {"delete_fields": {"enabled": true, "fields": "x"}}}),
+                "transforms.delete_fields: invalid type",
+            ),
+        ];
+        for (mut config, expected) in cases {
+            if config.get("streams").is_none() {
+                config["streams"] = json!([{"stream": "s", "topics": ["t"]}]);
+            }
+            let err = sink(config.clone()).unwrap_err().to_string();
+            assert!(
+                err.starts_with(expected),
+                "{config}: got `{err}`, expected `{expected}`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_warning_groups_fields_by_reason() {
+        let ignored = [
+            IgnoredField::new("name", IDENTITY),
+            IgnoredField::new("benchmark", BENCHMARK),
+            IgnoredField::new("path", IDENTITY),
+        ];
+        assert_eq!(
+            describe_ignored(&ignored),
+            format!("name, path ({IDENTITY}); benchmark ({BENCHMARK})")
+        );
     }
 }

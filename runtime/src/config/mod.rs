@@ -8,6 +8,10 @@ pub mod secret_refs;
 
 pub use crate::stream::StreamSettings;
 pub use daemon::{DaemonConfig, DaemonConfigError, Secret};
-pub use instance::{document, ConfigError, InstanceConfig, SinkStream, SourceStream, Streams};
+pub use instance::{
+    describe_ignored, document, warn_ignored, ConfigError, IgnoredField, InstanceConfig,
+    SinkStream, SourceStream, Streams,
+};
 pub use instance_file::read_instance_file;
+pub(crate) use instance_file::read_instance_file_noted;
 pub use local_file::LocalFile;
