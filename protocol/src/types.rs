@@ -168,7 +168,8 @@ pub struct InstanceItem {
     pub key: String,
     /// Aggregated status over the deployment's live nodes.
     pub status: InstanceStatus,
-    /// *Extension:* why the instance failed; only present when `status` is `failed`.
+    /// *Extension:* why the instance failed (`failed`), or why a node does not run it
+    /// yet (`pending`: e.g. waiting for a config, or the failure it is retrying).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// *Extension:* the current config.

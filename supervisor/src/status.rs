@@ -19,7 +19,9 @@ pub fn disabled(config: &InstanceConfig) -> bool {
 ///   on an older version says nothing about the current one);
 /// - `active` when there is at least one live node and every live node reports `active`
 ///   on the current config version;
-/// - `pending` otherwise, including when there are no live nodes.
+/// - `pending` otherwise, including when there are no live nodes; with a reason when a
+///   live node that does not run it yet says why (waiting for a config, or the failure
+///   it is retrying).
 pub fn aggregate(
     stopped: bool,
     config: &InstanceConfig,
@@ -42,10 +44,17 @@ pub fn aggregate(
             report.is_some_and(|r| r.status == InstanceStatus::Active && current(r))
         });
     if all_active {
-        (InstanceStatus::Active, None)
-    } else {
-        (InstanceStatus::Pending, None)
+        return (InstanceStatus::Active, None);
     }
+    let waiting = live.iter().find_map(|(node, report)| {
+        report
+            .filter(|r| {
+                current(r) && matches!(r.status, InstanceStatus::Pending | InstanceStatus::Inactive)
+            })
+            .and_then(|r| r.reason.as_deref())
+            .map(|why| format!("node {node}: {why}"))
+    });
+    (InstanceStatus::Pending, waiting)
 }
 
 #[cfg(test)]
@@ -77,6 +86,8 @@ mod tests {
         let active1 = report(Active, 1);
         let failed2 = report(Failed, 2);
         let failed1 = report(Failed, 1);
+        let pending2 = report(Pending, 2);
+        let pending1 = report(Pending, 1);
         let cases: Vec<(&str, bool, &InstanceConfig, Vec<LiveReport>, InstanceStatus)> = vec![
             ("no live nodes", false, &v2, vec![], Pending),
             (
@@ -146,6 +157,12 @@ mod tests {
                 "{name}: reason {reason:?}"
             );
         }
+        // A node that does not run it yet says why: the list shows it on `pending`,
+        // but only for the current config version.
+        let (got, reason) = aggregate(false, &v2, &[("a", Some(&active2)), ("b", Some(&pending2))]);
+        assert_eq!((got, reason.as_deref()), (Pending, Some("node b: boom")));
+        let (got, reason) = aggregate(false, &v2, &[("a", Some(&pending1))]);
+        assert_eq!((got, reason), (Pending, None));
     }
 
     #[test]

@@ -81,8 +81,7 @@ fn iggy_example_random_source_and_stdout_sink_files_run_as_they_are() {
     let warnings = |key: &str| -> Vec<&str> {
         log.lines()
             .filter(|l| {
-                l.contains(&format!("instance{{key={key} "))
-                    && l.contains("config fields accepted")
+                l.contains(&format!("instance{{key={key} ")) && l.contains("config fields accepted")
             })
             .collect()
     };

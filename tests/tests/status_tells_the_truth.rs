@@ -15,6 +15,18 @@ fn an_instance_with_no_config_yet_waits_for_one() {
     let item = supervisor.activate("pg-no-config", "test", "sink", json!({}));
     let view = node.wait_status(item.id, "inactive", Duration::from_secs(10));
     assert_eq!(view["reason"], "waiting for a config", "{view}");
+    // The list keeps the seed's `pending` and says why.
+    let listed = wait_until(
+        Duration::from_secs(10),
+        "the node's reason in the list",
+        || {
+            supervisor
+                .instance(item.id)
+                .filter(|i| i.reason.as_deref() == Some("node node-a: waiting for a config"))
+        },
+        || format!("{:?}", supervisor.instance(item.id)),
+    );
+    assert_eq!(listed.status.as_str(), "pending");
 
     // Once a config arrives, it runs.
     supervisor.set_config(item.id, sink_config("orders", json!({})));
