@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::routes::{self, Scope};
 use crate::types::{
     ActivateRequest, CatalogPage, CatalogQuery, CreateKeyRequest, CreatedKey, Heartbeat,
-    InstanceItem, KeyInfo, Problem, StatusReport, API_KEY_HEADER,
+    HeartbeatAck, InstanceItem, KeyInfo, Problem, SourceCheckpoint, StatusReport, API_KEY_HEADER,
 };
 
 /// How long a call may take unless the builder says otherwise; a long poll gets its wait
@@ -146,6 +146,8 @@ pub struct ListQuery<'a> {
     /// Show secret config values (needs `deployment:node`): what a node running the
     /// instances asks for; every other caller sees masks.
     pub reveal_secrets: bool,
+    /// Only the instances assigned to this node (what a node running them asks for).
+    pub node_id: Option<&'a str>,
 }
 
 /// Builds a [`SupervisorClient`].
@@ -332,10 +334,12 @@ impl SupervisorClient {
 
     // --- Supervisor API: what a node calls -----------------------------------------
 
-    /// The instance list as a node asks for it: secret values shown, and with an ETag a
-    /// long poll that waits up to `wait` for a change.
+    /// The instance list as node `node_id` asks for it: only what is assigned to it,
+    /// secret values shown, and with an ETag a long poll that waits up to `wait` for a
+    /// change.
     pub async fn instances(
         &self,
+        node_id: &str,
         etag: Option<&str>,
         wait: Duration,
     ) -> Result<Assignment, ClientError> {
@@ -343,6 +347,7 @@ impl SupervisorClient {
             if_none_match: etag,
             wait: Some(wait),
             reveal_secrets: true,
+            node_id: Some(node_id),
         })
         .await
     }
@@ -355,6 +360,9 @@ impl SupervisorClient {
             .timeout(self.timeout + wait);
         if query.reveal_secrets {
             request = request.query(&[("reveal_secrets", "true")]);
+        }
+        if let Some(node_id) = query.node_id {
+            request = request.query(&[("node_id", node_id)]);
         }
         if let Some(etag) = query.if_none_match {
             // A wait of 0 would answer at once; a long poll waits at least a second.
@@ -390,10 +398,39 @@ impl SupervisorClient {
         Self::done(response).await
     }
 
-    /// Sends this node's heartbeat.
-    pub async fn heartbeat(&self, node_id: &str, heartbeat: &Heartbeat) -> Result<(), ClientError> {
+    /// Sends this node's heartbeat; the answer renews the node's source leases.
+    pub async fn heartbeat(
+        &self,
+        node_id: &str,
+        heartbeat: &Heartbeat,
+    ) -> Result<HeartbeatAck, ClientError> {
         let path = routes::node(self.deployment_id, node_id);
-        Self::done(Self::send(self.request(Method::PUT, &path).json(heartbeat)).await?).await
+        let response = Self::send(self.request(Method::PUT, &path).json(heartbeat)).await?;
+        Self::json(response, "heartbeat answer").await
+    }
+
+    /// The checkpoint a source's last lease holder shared, if any.
+    pub async fn checkpoint(
+        &self,
+        instance_id: u64,
+    ) -> Result<Option<SourceCheckpoint>, ClientError> {
+        let path = routes::instance_checkpoint(self.deployment_id, instance_id);
+        let response = Self::send(self.request(Method::GET, &path)).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        Self::json(response, "checkpoint").await.map(Some)
+    }
+
+    /// Shares a source's checkpoint. Refused (409, code `fenced`) unless
+    /// `checkpoint.node_id` holds the source's lease at `checkpoint.epoch`.
+    pub async fn save_checkpoint(
+        &self,
+        instance_id: u64,
+        checkpoint: &SourceCheckpoint,
+    ) -> Result<(), ClientError> {
+        let path = routes::instance_checkpoint(self.deployment_id, instance_id);
+        Self::done(Self::send(self.request(Method::PUT, &path).json(checkpoint)).await?).await
     }
 
     // --- Supervisor API and extensions: what users call ------------------------------

@@ -42,7 +42,7 @@
 //! // A node's long poll: answers at once on a change, `Unchanged` after the wait.
 //! let mut etag = None;
 //! loop {
-//!     match client.instances(etag.as_deref(), Duration::from_secs(30)).await? {
+//!     match client.instances("node-1", etag.as_deref(), Duration::from_secs(30)).await? {
 //!         Assignment::Changed { etag: new, instances } => {
 //!             etag = new;
 //!             println!("{} instances", instances.len());

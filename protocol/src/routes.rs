@@ -30,6 +30,10 @@ pub const INSTANCE_STOP: &str =
 /// *Extension:* start a stopped instance (`POST`).
 pub const INSTANCE_START: &str =
     "/deployments/{deployment_id}/connectors/instances/{instance_id}/start";
+/// *Extension:* a source's checkpoint shared between nodes: read (`GET`) and save
+/// (`PUT`, refused with 409 `fenced` unless the saver holds the current lease).
+pub const INSTANCE_CHECKPOINT: &str =
+    "/deployments/{deployment_id}/connectors/instances/{instance_id}/checkpoint";
 /// *Extension:* node heartbeat (`PUT`).
 pub const NODE: &str = "/deployments/{deployment_id}/nodes/{node_id}";
 /// *Extension:* API keys: create (`POST`) and list (`GET`).
@@ -47,6 +51,8 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::PUT, INSTANCE_CONFIG),
     (Method::POST, INSTANCE_STOP),
     (Method::POST, INSTANCE_START),
+    (Method::GET, INSTANCE_CHECKPOINT),
+    (Method::PUT, INSTANCE_CHECKPOINT),
     (Method::PUT, NODE),
     (Method::GET, KEYS),
     (Method::POST, KEYS),
@@ -166,6 +172,11 @@ pub fn instance_start(deployment_id: u64, instance_id: u64) -> String {
     fill(INSTANCE_START, &[&deployment_id, &instance_id])
 }
 
+/// [`INSTANCE_CHECKPOINT`] of one instance.
+pub fn instance_checkpoint(deployment_id: u64, instance_id: u64) -> String {
+    fill(INSTANCE_CHECKPOINT, &[&deployment_id, &instance_id])
+}
+
 /// [`NODE`]: node `node_id` of `deployment_id`.
 pub fn node(deployment_id: u64, node_id: &str) -> String {
     fill(NODE, &[&deployment_id, &node_id])
@@ -210,6 +221,11 @@ mod tests {
             (INSTANCE_CONFIG, instance_config(7, 3), vec!["7", "3"]),
             (INSTANCE_STOP, instance_stop(7, 3), vec!["7", "3"]),
             (INSTANCE_START, instance_start(7, 3), vec!["7", "3"]),
+            (
+                INSTANCE_CHECKPOINT,
+                instance_checkpoint(7, 3),
+                vec!["7", "3"],
+            ),
             (NODE, node(7, "node-1"), vec!["7", "node-1"]),
             (KEY, key("0123abcd"), vec!["0123abcd"]),
         ];
@@ -240,6 +256,6 @@ mod tests {
                 "{method} {template} twice"
             );
         }
-        assert_eq!(seen.len(), 12);
+        assert_eq!(seen.len(), 14);
     }
 }

@@ -174,6 +174,89 @@ pub struct InstanceItem {
     pub reason: Option<String>,
     /// *Extension:* the current config.
     pub config: InstanceConfig,
+    /// *Extension:* where the instance runs: the nodes it is assigned to, each with its
+    /// status there (a source has one node, a sink every live node or as many as its
+    /// config's `placement.nodes` asks). Empty while no live node can take it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodePlacement>,
+    /// *Extension:* a source's lease: the one node that may run it, and the epoch that
+    /// grows each time the source moves to another node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseRef>,
+}
+
+impl SourceCheckpoint {
+    /// A checkpoint of `state` saved by `node_id` under lease `epoch`, at `at`.
+    pub fn new(node_id: impl Into<String>, epoch: u64, state: &[u8], at: u64) -> Self {
+        use base64::Engine;
+        SourceCheckpoint {
+            node_id: node_id.into(),
+            epoch,
+            state: base64::engine::general_purpose::STANDARD.encode(state),
+            at,
+        }
+    }
+
+    /// The plugin's state bytes; an error names what is wrong with the encoding.
+    pub fn state_bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.state)
+            .map_err(|e| format!("state is not base64: {e}"))
+    }
+}
+
+/// *Extension:* one node an instance is assigned to, and how it runs there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlacement {
+    /// The node.
+    pub node_id: String,
+    /// Its status on that node; absent until the node reports one for the current config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<InstanceStatus>,
+    /// Why, when the node gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// False when the node's heartbeat expired (a source then moves once its lease ends).
+    pub live: bool,
+}
+
+/// *Extension:* who holds a source's lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The node that may run the source.
+    pub node_id: String,
+    /// Grows by one each time the source is given to a node after another's lease ended.
+    pub epoch: u64,
+}
+
+/// *Extension:* a lease as a heartbeat's answer renews it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrant {
+    /// The source instance.
+    pub instance_id: u64,
+    /// The lease's epoch.
+    pub epoch: u64,
+    /// How long the lease holds, counted by the node from when it SENT the heartbeat
+    /// (so the node's deadline is never later than the supervisor's). The node must
+    /// stop the source before then unless a later heartbeat renews it.
+    pub valid_for_ms: u64,
+}
+
+/// *Extension:* a source's checkpoint as shared between nodes (`.../checkpoint`): the
+/// node that takes the source over resumes from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCheckpoint {
+    /// The node that saved it.
+    pub node_id: String,
+    /// The lease epoch it was saved under; a save with another epoch than the current
+    /// lease's is refused (409 `fenced`), so a node that lost the source cannot move the
+    /// checkpoint.
+    pub epoch: u64,
+    /// The plugin's state, as the plugin saved it, base64 (standard alphabet, padded).
+    pub state: String,
+    /// When the node saved it, milliseconds since the Unix epoch (node clock).
+    pub at: u64,
 }
 
 /// *Extension:* body of `PUT .../instances/{id}/status`, one node's view of one instance.
@@ -253,6 +336,10 @@ pub struct HeartbeatAck {
     /// A node that sends no heartbeat for this long counts as gone; send one every
     /// third of it.
     pub ttl_secs: u64,
+    /// *Extension:* every source lease the node holds, renewed by this heartbeat; a
+    /// lease the node had and that is missing here is gone (stop the source).
+    #[serde(default)]
+    pub leases: Vec<LeaseGrant>,
 }
 
 /// An RFC 7807 problem document (`application/problem+json`), the body of every error.

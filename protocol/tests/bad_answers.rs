@@ -45,7 +45,10 @@ async fn a_list_that_does_not_parse_is_a_bad_answer() {
     )
     .await;
     let client = SupervisorClient::new(&base, 7, "k1", &[]);
-    match client.instances(None, Duration::from_secs(1)).await {
+    match client
+        .instances("node-1", None, Duration::from_secs(1))
+        .await
+    {
         Err(ClientError::BadAnswer(why)) => assert!(why.contains("instance list"), "{why}"),
         other => panic!("a bad answer: {other:?}"),
     }
@@ -84,7 +87,7 @@ async fn not_modified_is_unchanged_only_when_asked_conditionally() {
         stand_in("HTTP/1.1 304 Not Modified\r\netag: \"e1\"\r\nconnection: close\r\n\r\n").await;
     let client = SupervisorClient::new(&base, 7, "k", &[]);
     let answer = client
-        .instances(Some("\"e1\""), Duration::from_secs(2))
+        .instances("node-1", Some("\"e1\""), Duration::from_secs(2))
         .await;
     assert!(matches!(answer, Ok(Assignment::Unchanged)), "{answer:?}");
     let head = heads.lock().unwrap()[0].clone();

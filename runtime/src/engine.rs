@@ -20,7 +20,7 @@ use crate::{
         api,
         manager::{Manager, ManagerSettings, StatusSink},
     },
-    instance::{CallPolicy, RetryPolicy},
+    instance::{CallPolicy, RetryPolicy, SharedCheckpoints},
     plugin_host::Catalog,
     state::StateStore,
     stream,
@@ -103,6 +103,7 @@ impl Engine {
         settings: EngineSettings,
         db: sled::Db,
         statuses: Arc<dyn StatusSink>,
+        shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
     ) -> anyhow::Result<Engine> {
         let stream = stream::open(&settings.stream, &db).context("cannot open the stream")?;
         tracing::info!(backend = stream.backend.name(), capabilities = ?stream.capabilities, "stream open");
@@ -120,6 +121,7 @@ impl Engine {
                 policy: settings.policy,
                 restart: settings.restart,
                 stop_timeout: settings.stop_timeout,
+                shared_checkpoints,
             },
         ));
 

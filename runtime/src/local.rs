@@ -61,6 +61,8 @@ fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
         status: InstanceStatus::Active,
         reason: None,
         config: api::InstanceConfig { version: 1, values },
+        nodes: Vec::new(),
+        lease: None,
     })
 }
 
@@ -95,6 +97,7 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
         },
         open_db(&opts.state_dir)?,
         Arc::new(LogOnly),
+        None,
     )
     .await?;
     engine.manager.apply(&items).await;

@@ -21,6 +21,9 @@ pub fn sled_config(path: &Path) -> sled::Config {
 /// batch a checkpoint belongs to).
 pub const SOURCE_STATE_TREE: &str = "state/source";
 
+/// The tree of the lease epoch each source's local checkpoint belongs to.
+const SOURCE_EPOCH_TREE: &str = "state/source-epoch";
+
 /// Errors of the local state store.
 #[derive(Debug, thiserror::Error)]
 #[error("local state store: {0}")]
@@ -31,6 +34,7 @@ pub struct StateError(#[from] sled::Error);
 pub struct StateStore {
     db: sled::Db,
     source_state: sled::Tree,
+    source_epoch: sled::Tree,
     flush_each_write: bool,
 }
 
@@ -46,6 +50,7 @@ impl StateStore {
     pub fn with_db(db: sled::Db, flush_each_write: bool) -> Result<Self, StateError> {
         Ok(Self {
             source_state: db.open_tree(SOURCE_STATE_TREE)?,
+            source_epoch: db.open_tree(SOURCE_EPOCH_TREE)?,
             db,
             flush_each_write,
         })
@@ -74,9 +79,38 @@ impl StateStore {
         Ok(())
     }
 
+    /// The lease epoch under which this node last took a source over (its local
+    /// checkpoint is the source's state from then on).
+    pub fn source_epoch(&self, instance_key: &str) -> Result<Option<u64>, StateError> {
+        Ok(self
+            .source_epoch
+            .get(instance_key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// Takes a source over under lease `epoch`, resuming from `state`: saved as the
+    /// local checkpoint with its epoch, durably, before the source runs.
+    pub async fn take_over_source(
+        &self,
+        instance_key: &str,
+        epoch: u64,
+        state: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        match state {
+            Some(s) => self.source_state.insert(instance_key, s)?,
+            None => self.source_state.remove(instance_key)?,
+        };
+        self.source_epoch
+            .insert(instance_key, epoch.to_be_bytes().to_vec())?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
     /// Forgets everything kept for an instance (it was deleted).
     pub fn forget_instance(&self, instance_key: &str) -> Result<(), StateError> {
         self.source_state.remove(instance_key)?;
+        self.source_epoch.remove(instance_key)?;
         Ok(())
     }
 

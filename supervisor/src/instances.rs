@@ -1,11 +1,14 @@
 //! Connector instances: activate, list, delete, config versions, stop/start.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::api::{ActivateRequest, InstanceConfig, InstanceItem};
+use crate::api::{
+    ActivateRequest, InstanceConfig, InstanceItem, InstanceStatus, LeaseRef, NodePlacement,
+};
 use crate::problem::ApiError;
 use crate::status::{aggregate, LiveReport};
 use crate::store::{InstanceRecord, NodeRecord, StoreError};
@@ -44,6 +47,17 @@ impl Supervisor {
         deployment_id: u64,
         view: View,
     ) -> Result<InstanceList, StoreError> {
+        self.list_instances_for(deployment_id, view, None)
+    }
+
+    /// The list; with `node`, only the instances assigned to that node (what a node
+    /// asks for). Places the instances first (see [`Supervisor::place`]).
+    pub fn list_instances_for(
+        &self,
+        deployment_id: u64,
+        view: View,
+        node: Option<&str>,
+    ) -> Result<InstanceList, StoreError> {
         let records = self.store().instances(deployment_id)?;
         let secret_fields = match view {
             View::Masked => self.store().secret_fields()?,
@@ -51,32 +65,73 @@ impl Supervisor {
         };
         let no_fields = Default::default();
         let nodes = self.store().nodes(deployment_id)?;
+        let mut placement = self.place(deployment_id, &records, &nodes)?;
         let now = now_ms();
         let ttl = self.config().node_ttl.as_millis() as u64;
-        let live: Vec<&NodeRecord> = nodes
+        let live: BTreeMap<&str, &NodeRecord> = nodes
             .iter()
             .filter(|n| now.saturating_sub(n.last_seen_ms) <= ttl)
+            .map(|n| (n.node_id.as_str(), n))
             .collect();
         let next_expiry = live
-            .iter()
+            .values()
             .map(|n| Duration::from_millis((n.last_seen_ms + ttl + 1).saturating_sub(now)))
+            .chain(placement.next_change)
             .min();
         let items: Vec<InstanceItem> = records
             .into_iter()
-            .map(|record| {
-                let reports: Vec<LiveReport> = live
+            .filter_map(|record| {
+                let assigned = placement.nodes.remove(&record.id).unwrap_or_default();
+                if node.is_some_and(|n| !assigned.iter().any(|a| a == n)) {
+                    return None;
+                }
+                let reports: Vec<LiveReport> = assigned
                     .iter()
+                    .filter_map(|a| live.get(a.as_str()))
                     .map(|n| (n.node_id.as_str(), n.reports.get(&record.id)))
                     .collect();
-                let (status, reason) = aggregate(record.stopped, &record.config, &reports);
+                let (status, mut reason) = aggregate(record.stopped, &record.config, &reports);
+                let lease = placement.leases.remove(&record.id);
+                if let (Some(l), InstanceStatus::Pending, None) = (&lease, status, &reason) {
+                    if !live.contains_key(l.node_id.as_str()) {
+                        reason = Some(format!(
+                            "node {} is gone (no heartbeat); the source moves to another node \
+                             once its lease has ended",
+                            l.node_id
+                        ));
+                    }
+                }
+                let version = record.config.version;
+                let placed = assigned
+                    .iter()
+                    .map(|a| {
+                        let node = live.get(a.as_str());
+                        let report = nodes
+                            .iter()
+                            .find(|n| &n.node_id == a)
+                            .and_then(|n| n.reports.get(&record.id))
+                            .filter(|r| r.config_version == version);
+                        NodePlacement {
+                            node_id: a.clone(),
+                            status: report.map(|r| r.status),
+                            reason: report.and_then(|r| r.reason.clone()),
+                            live: node.is_some(),
+                        }
+                    })
+                    .collect();
                 let mut item = item(record, status, reason);
+                item.nodes = placed;
+                item.lease = lease.map(|l| LeaseRef {
+                    node_id: l.node_id,
+                    epoch: l.epoch,
+                });
                 if view == View::Masked {
                     let fields = secret_fields
                         .get(&(item.connector_key.clone(), item.connector_type))
                         .unwrap_or(&no_fields);
                     secrets::mask_config(&mut item.config.values, fields);
                 }
-                item
+                Some(item)
             })
             .collect();
         let body = serde_json::to_vec(&items).expect("items serialize");
@@ -273,6 +328,8 @@ fn item(
         status,
         reason,
         config: record.config,
+        nodes: Vec::new(),
+        lease: None,
     }
 }
 

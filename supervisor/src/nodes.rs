@@ -102,10 +102,15 @@ impl Supervisor {
         drop(guard);
         if changed {
             tracing::debug!(deployment_id, node_id, "node changed");
+            // A node that came or changed may take sources whose lease ended.
+            let records = self.store().instances(deployment_id)?;
+            let nodes = self.store().nodes(deployment_id)?;
+            self.place(deployment_id, &records, &nodes)?;
             self.changes().notify(deployment_id);
         }
         Ok(HeartbeatAck {
             ttl_secs: self.config().node_ttl.as_secs().max(1),
+            leases: self.renew_leases(deployment_id, node_id)?,
         })
     }
 

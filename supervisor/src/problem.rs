@@ -45,6 +45,9 @@ pub enum ApiError {
         /// The field at fault.
         field: Option<String>,
     },
+    /// A node that no longer holds a source's lease tried to act for it (code `fenced`).
+    #[error("{0}")]
+    Fenced(String),
     /// The body is larger than the server accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -79,7 +82,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::Fenced(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Fenced(_) => "fenced",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Store(_) => "internal",

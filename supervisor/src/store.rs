@@ -12,8 +12,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ConnectorType, InstanceConfig, InstanceStatus, PluginInfo};
+use crate::api::{ConnectorType, InstanceConfig, InstanceStatus, PluginInfo, SourceCheckpoint};
 use crate::auth::Permission;
+use crate::placement::LeaseRecord;
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +146,8 @@ pub struct Store {
     catalog: sled::Tree,
     meta: sled::Tree,
     secret_fields: sled::Tree,
+    leases: sled::Tree,
+    checkpoints: sled::Tree,
 }
 
 const NEXT_INSTANCE_ID: &[u8] = b"next_instance_id";
@@ -175,6 +178,8 @@ impl Store {
             catalog: db.open_tree("catalog")?,
             meta: db.open_tree("meta")?,
             secret_fields: db.open_tree("secret_fields")?,
+            leases: db.open_tree("leases")?,
+            checkpoints: db.open_tree("checkpoints")?,
             db,
         })
     }
@@ -231,9 +236,71 @@ impl Store {
     /// Removes an instance; false when there was none.
     pub fn remove_instance(&self, deployment_id: u64, id: u64) -> Result<bool, StoreError> {
         let key = deployment_key(deployment_id, &id.to_be_bytes());
-        let existed = self.instances.remove(key)?.is_some();
+        let existed = self.instances.remove(&key)?.is_some();
+        self.leases.remove(&key)?;
+        self.checkpoints.remove(&key)?;
         self.flush()?;
         Ok(existed)
+    }
+
+    /// The deployment's source leases, by instance id.
+    pub fn leases(&self, deployment_id: u64) -> Result<BTreeMap<u64, LeaseRecord>, StoreError> {
+        self.leases
+            .scan_prefix(deployment_id.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id = k
+                    .get(8..16)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Ok((id, decode("leases", &v)?))
+            })
+            .collect()
+    }
+
+    /// Stores a source's lease. A new holder is flushed before the call answers; a
+    /// renewal is not (after a restart the supervisor counts every lease as renewed at
+    /// its start, so a lost renewal never shortens a lease).
+    pub fn put_lease(
+        &self,
+        deployment_id: u64,
+        id: u64,
+        lease: &LeaseRecord,
+        flush: bool,
+    ) -> Result<(), StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        self.leases.insert(key, encode(lease))?;
+        if flush {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A source's shared checkpoint.
+    pub fn checkpoint(
+        &self,
+        deployment_id: u64,
+        id: u64,
+    ) -> Result<Option<SourceCheckpoint>, StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        self.checkpoints
+            .get(key)?
+            .map(|v| decode("checkpoints", &v))
+            .transpose()
+    }
+
+    /// Stores a source's shared checkpoint (made durable by sled's periodic flush, every
+    /// half second: a checkpoint lost in a crash of the supervisor costs a few batches
+    /// produced again, never a gap).
+    pub fn put_checkpoint(
+        &self,
+        deployment_id: u64,
+        id: u64,
+        checkpoint: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        self.checkpoints.insert(key, encode(checkpoint))?;
+        Ok(())
     }
 
     /// The deployment's nodes, live or not.

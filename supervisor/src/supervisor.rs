@@ -63,6 +63,8 @@ struct Inner {
     auth_failures: AuthFailures,
     // Key hash -> when its last use was written, so a busy key is written once a minute.
     key_uses: Mutex<HashMap<String, u64>>,
+    // When this process opened the store (leases count as renewed then).
+    started_ms: u64,
 }
 
 impl Supervisor {
@@ -80,6 +82,7 @@ impl Supervisor {
                     Duration::from_secs(60),
                 ),
                 key_uses: Mutex::new(HashMap::new()),
+                started_ms: now_ms(),
                 config,
             }),
         })
@@ -185,6 +188,11 @@ impl Supervisor {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// When this process opened the store, ms since the Unix epoch.
+    pub(crate) fn started_ms(&self) -> u64 {
+        self.inner.started_ms
     }
 
     pub(crate) fn changes(&self) -> &Changes {

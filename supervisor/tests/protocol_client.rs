@@ -28,8 +28,22 @@ fn stdout_sink(key: &str) -> ActivateRequest {
 async fn long_poll_is_unchanged_on_timeout_and_changed_at_once_on_a_change() {
     let server = Server::start().await;
     let node = server.api.with_api_key(&server.keys.node);
-    let Assignment::Changed { etag, instances } =
-        node.instances(None, Duration::from_secs(1)).await.unwrap()
+    // A node is given instances once it is live (has sent a heartbeat).
+    node.heartbeat(
+        "node-1",
+        &Heartbeat {
+            runtime_version: "test".into(),
+            plugins: Vec::new(),
+            instances: Vec::new(),
+            at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let Assignment::Changed { etag, instances } = node
+        .instances("node-1", None, Duration::from_secs(1))
+        .await
+        .unwrap()
     else {
         panic!("the first answer is the list");
     };
@@ -37,7 +51,9 @@ async fn long_poll_is_unchanged_on_timeout_and_changed_at_once_on_a_change() {
     let etag = etag.expect("the list has an ETag");
 
     let started = Instant::now();
-    let answer = node.instances(Some(&etag), Duration::from_secs(1)).await;
+    let answer = node
+        .instances("node-1", Some(&etag), Duration::from_secs(1))
+        .await;
     assert!(matches!(answer, Ok(Assignment::Unchanged)), "{answer:?}");
     assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
 
@@ -45,7 +61,9 @@ async fn long_poll_is_unchanged_on_timeout_and_changed_at_once_on_a_change() {
         let (node, etag) = (node.clone(), etag.clone());
         async move {
             let started = Instant::now();
-            let answer = node.instances(Some(&etag), Duration::from_secs(30)).await;
+            let answer = node
+                .instances("node-1", Some(&etag), Duration::from_secs(30))
+                .await;
             (answer, started.elapsed())
         }
     });
@@ -273,7 +291,10 @@ async fn a_closed_port_is_unreachable_with_its_cause() {
         .unwrap()
         .port();
     let client = SupervisorClient::new(&format!("http://127.0.0.1:{port}"), DEP, "k", &[]);
-    match client.instances(None, Duration::from_secs(1)).await {
+    match client
+        .instances("node-1", None, Duration::from_secs(1))
+        .await
+    {
         Err(ClientError::Unreachable(why)) => {
             // reqwest's own text is only "error sending request"; the cause says why.
             assert!(why.to_lowercase().contains("refused"), "{why}")

@@ -483,6 +483,7 @@ impl Supervisor {
                 if_none_match: etag.as_deref(),
                 wait: Some(Duration::from_secs(1)),
                 reveal_secrets: false,
+                node_id: None,
             };
             match self.http.block_on(self.client().list(&query)) {
                 Ok(Assignment::Changed {
@@ -635,6 +636,8 @@ impl Node {
             .arg("run")
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
+            // Relative paths in plugin configs (a sink's output file) are per node.
+            .current_dir(self.dir.path())
             .env("LD_CONNECTORD_API_KEY", &self.api_key)
             .env("LD_CONNECTORD_LOG", "info")
             .stdout(Stdio::null())

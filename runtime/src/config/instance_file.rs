@@ -52,6 +52,7 @@ pub(crate) fn read_instance_file_noted(
             connector_key: key.to_string(),
             connector_type: side,
             config,
+            lease: None,
         },
         ignored,
     ))

@@ -15,12 +15,15 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::reconcile::{reconcile, Wanted};
+use super::{
+    leases::Leases,
+    reconcile::{reconcile, Wanted},
+};
 use crate::{
     config::InstanceConfig,
     instance::{
         start_instance, CallPolicy, Classify, GaveUp, InstanceMetrics, InstanceSpec, RetryPolicy,
-        StartError, TaskContext, TaskError, Verdict,
+        SharedCheckpoints, StartError, TaskContext, TaskError, Verdict,
     },
     plugin_host::Catalog,
     state::StateStore,
@@ -100,6 +103,8 @@ pub struct Shared {
     statuses: Arc<dyn StatusSink>,
     views: Mutex<BTreeMap<u64, InstanceView>>,
     stop_timeout: Duration,
+    leases: Arc<Leases>,
+    shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
 }
 
 impl Shared {
@@ -109,6 +114,8 @@ impl Shared {
             backend: self.backend.clone(),
             state: self.state.clone(),
             policy: self.policy,
+            node_id: self.node_id.clone(),
+            shared_checkpoints: self.shared_checkpoints.clone(),
         }
     }
 
@@ -118,9 +125,6 @@ impl Shared {
         {
             let mut views = self.views.lock().expect("views lock");
             if let Some(view) = views.get_mut(&item.id) {
-                if status == InstanceStatus::Pending && reason.is_some() {
-                    view.restarts += 1;
-                }
                 view.status = status;
                 view.reason = reason.clone();
             }
@@ -161,6 +165,8 @@ pub struct ManagerSettings {
     pub restart: RetryPolicy,
     /// Longest wait for one instance to stop.
     pub stop_timeout: Duration,
+    /// Where leased sources share their checkpoints (the supervisor); `None` for `local`.
+    pub shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
 }
 
 /// Manages the instances assigned to this node.
@@ -198,6 +204,8 @@ impl Manager {
                 statuses,
                 views: Mutex::new(BTreeMap::new()),
                 stop_timeout: settings.stop_timeout,
+                leases: Arc::new(Leases::default()),
+                shared_checkpoints: settings.shared_checkpoints,
             }),
             controllers: tokio::sync::Mutex::new(Controllers::default()),
             tracker: TaskTracker::new(),
@@ -207,6 +215,11 @@ impl Manager {
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.shared.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// The source leases this node holds.
+    pub fn leases(&self) -> Arc<Leases> {
+        self.shared.leases.clone()
     }
 
     /// Every instance the node manages.
@@ -232,6 +245,7 @@ impl Manager {
                 .catalog()
                 .get(&item.connector_key, side(item.connector_type))
                 .map(|lib| lib.digest().to_string()),
+            lease_epoch: leased(item).map(|l| l.epoch),
         }
     }
 
@@ -405,6 +419,15 @@ impl Classify<RunFailure> for Restarts<'_> {
     }
 
     fn retrying(&mut self, failure: &RunFailure, _: u32, delay: Duration) {
+        if let Some(view) = self
+            .shared
+            .views
+            .lock()
+            .expect("views lock")
+            .get_mut(&self.item.id)
+        {
+            view.restarts += 1;
+        }
         self.shared.report(
             self.item,
             InstanceStatus::Pending,
@@ -424,6 +447,14 @@ fn no_config_yet(values: &serde_json::Value) -> bool {
         serde_json::Value::Object(map) => map.is_empty(),
         _ => false,
     }
+}
+
+/// A source's lease, when the item has one (a sink, or an item from `local` or from a
+/// supervisor without placement, runs without).
+fn leased(item: &InstanceItem) -> Option<&ld_protocol::LeaseRef> {
+    item.lease
+        .as_ref()
+        .filter(|_| item.connector_type == ld_protocol::ConnectorType::Source)
 }
 
 async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: CancellationToken) {
@@ -449,19 +480,53 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
     if !config.enabled {
         return park(InstanceStatus::Inactive, None).await;
     }
+    let lease = leased(&item).map(|l| l.epoch);
     let spec = InstanceSpec {
         instance_key: item.key.clone(),
         connector_key: item.connector_key.clone(),
         connector_type: side(item.connector_type),
         config,
+        lease: lease.map(|epoch| (item.id, epoch)),
     };
-    let judge = Restarts {
-        shared: &shared,
-        item: &item,
+    let ended = match lease {
+        None => run_with_restarts(&shared, &item, &spec, &stop).await,
+        Some(epoch) => loop {
+            // A source runs only while this node's lease is valid: it waits for the
+            // supervisor to confirm it, and stops when it is not renewed in time.
+            let leases = &shared.leases;
+            if !leases.valid(item.id, epoch) {
+                shared.report(
+                    &item,
+                    InstanceStatus::Pending,
+                    Some(format!(
+                        "waiting for the supervisor to confirm lease epoch {epoch}"
+                    )),
+                );
+                leases.request_renewal();
+                if !leases.wait_valid(item.id, epoch, &stop).await {
+                    break Err(GaveUp::Cancelled);
+                }
+            }
+            let lease_held = stop.child_token();
+            let watch = tokio::spawn({
+                let (leases, lost) = (leases.clone(), lease_held.clone());
+                async move { leases.watch(item.id, epoch, lost).await }
+            });
+            let ended = run_with_restarts(&shared, &item, &spec, &lease_held).await;
+            watch.abort();
+            if stop.is_cancelled() || !lease_held.is_cancelled() {
+                break ended;
+            }
+            shared.report(
+                &item,
+                InstanceStatus::Pending,
+                Some(format!(
+                    "stopped: lease epoch {epoch} was not renewed in time (the supervisor is \
+                     unreachable, or gave the source to another node)"
+                )),
+            );
+        },
     };
-    let ended = crate::retry!(&shared.restart, judge, &stop, |_attempt| run_once(
-        &shared, &item, &spec, &stop
-    ));
     match ended {
         // Stopped on request.
         Ok(()) | Err(GaveUp::Cancelled) => shared.report(&item, InstanceStatus::Inactive, None),
@@ -475,6 +540,20 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
             park(InstanceStatus::Failed, Some(reason)).await
         }
     }
+}
+
+/// Runs the instance, restarting it as the restart policy allows, until `stop` fires
+/// (`Ok`, or `Cancelled` while waiting to restart) or the policy gives up.
+async fn run_with_restarts(
+    shared: &Shared,
+    item: &InstanceItem,
+    spec: &InstanceSpec,
+    stop: &CancellationToken,
+) -> Result<(), GaveUp<RunFailure>> {
+    let judge = Restarts { shared, item };
+    crate::retry!(&shared.restart, judge, stop, |_attempt| run_once(
+        shared, item, spec, stop
+    ))
 }
 
 /// Starts the instance and watches it until it is stopped (`Ok`) or ends by itself.
@@ -517,6 +596,13 @@ async fn run_once(
     };
     let reason = match ended {
         Ok(Ok(())) => "the instance stopped by itself".to_string(),
+        Ok(Err(TaskError::Fenced(why))) => {
+            // Another node has the source: give the lease up, which stops this run.
+            tracing::warn!(reason = %why, "fenced off by the supervisor; stopping the source");
+            shared.leases.revoke(item.id);
+            stop.cancel();
+            return Ok(());
+        }
         Ok(Err(TaskError::Plugin { call, error })) if error.kind() == ErrorKind::InvalidConfig => {
             return Err(RunFailure {
                 reason: format!("{call}: {error}"),

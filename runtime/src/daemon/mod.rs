@@ -3,7 +3,9 @@
 //! serves the local API, and keeps running what it has when the supervisor is away.
 
 pub mod api;
+pub mod checkpoints;
 pub mod client;
+pub mod leases;
 pub mod manager;
 pub mod outbox;
 pub mod reconcile;
@@ -43,6 +45,7 @@ pub struct RunInfo {
 }
 
 const ASSIGNMENT_KEY: &str = "assignment";
+const LEASES_KEY: &str = "leases";
 
 fn heartbeat_of(manager: &Manager) -> Heartbeat {
     let catalog = manager.catalog();
@@ -112,9 +115,22 @@ pub async fn run(
         },
         db,
         Arc::new(outbox.clone()),
+        Some(Arc::new(checkpoints::SupervisorCheckpoints {
+            client: client.clone(),
+            node_id: config.node_id.clone(),
+        })),
     )
     .await?;
     let manager = engine.manager.clone();
+
+    // Leases still usable from before a restart (the supervisor may be away): the
+    // sources they cover go on until they end.
+    if let Some(bytes) = cache.get(LEASES_KEY)? {
+        match serde_json::from_slice::<Vec<leases::CachedLease>>(&bytes) {
+            Ok(cached) => manager.leases().restore(&cached, now_ms()),
+            Err(e) => tracing::warn!(error = %e, "cached leases unreadable; ignored"),
+        }
+    }
 
     // Resume what the node ran before, even if the supervisor is down.
     let items: Vec<InstanceItem> = match cache.get(ASSIGNMENT_KEY)? {
@@ -138,6 +154,7 @@ pub async fn run(
         manager.clone(),
         client.clone(),
         config.clone(),
+        cache.clone(),
         background.clone(),
     ));
 
@@ -159,14 +176,11 @@ pub async fn run(
                 if !engine.reload_plugins().await {
                     continue;
                 }
-                // Announce the new catalog without holding up this loop.
-                let (client, manager, node) = (client.clone(), manager.clone(), config.node_id.clone());
-                tokio::spawn(async move {
-                    let _ = client.heartbeat(&node, &heartbeat_of(&manager)).await;
-                });
+                // Announce the new catalog (in the next heartbeat, at once).
+                manager.leases().request_renewal();
                 continue;
             }
-            outcome = client.instances(etag.as_deref(), config.long_poll_wait) => outcome,
+            outcome = client.instances(&config.node_id, etag.as_deref(), config.long_poll_wait) => outcome,
         };
         match outcome {
             Ok(Assignment::Changed {
@@ -227,38 +241,74 @@ pub fn restart_policy(config: &DaemonConfig) -> RetryPolicy {
     }
 }
 
+/// Sends a heartbeat and takes the source leases its answer renews; the lease counts
+/// from when the heartbeat was sent. Returns the node TTL the supervisor asks for.
+async fn heartbeat(
+    manager: &Manager,
+    client: &SupervisorClient,
+    config: &DaemonConfig,
+    cache: &sled::Tree,
+) -> Result<Duration, ClientError> {
+    let sent = std::time::Instant::now();
+    let sent_ms = now_ms();
+    let ack = client
+        .heartbeat(&config.node_id, &heartbeat_of(manager))
+        .await?;
+    let leases = manager.leases();
+    leases.renewed(sent, sent_ms, &ack.leases);
+    // Kept across a restart of the node (kill -9 included), so it goes on with its
+    // sources while the supervisor is away, until their leases end.
+    match serde_json::to_vec(&leases.to_cache()) {
+        Ok(bytes) => {
+            if let Err(e) = cache.insert(LEASES_KEY, bytes) {
+                tracing::warn!(error = %e, "cannot cache the leases");
+            } else if let Err(e) = cache.flush_async().await {
+                tracing::warn!(error = %e, "cannot flush the cached leases");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the leases"),
+    }
+    Ok(Duration::from_secs(ack.ttl_secs.max(1)))
+}
+
+/// Heartbeats: every `heartbeat_interval`, at least three times per node TTL (each one
+/// renews the node's source leases), and at once when a lease is waiting to be
+/// confirmed or the plugins changed. Also the systemd watchdog.
 async fn heartbeats(
     manager: Arc<Manager>,
     client: SupervisorClient,
     config: DaemonConfig,
+    cache: sled::Tree,
     stop: CancellationToken,
 ) {
     let mut watchdog_usec = 0;
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
-    let tick = if watchdog {
-        config
-            .heartbeat_interval
-            .min(Duration::from_micros(watchdog_usec / 2))
-    } else {
-        config.heartbeat_interval
+    let mut interval = config.heartbeat_interval;
+    let tick = |interval: Duration| {
+        if watchdog {
+            interval.min(Duration::from_micros(watchdog_usec / 2))
+        } else {
+            interval
+        }
     };
     let mut since_heartbeat = Duration::MAX;
+    let leases = manager.leases();
     loop {
         if watchdog {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
-        if since_heartbeat >= config.heartbeat_interval {
+        if since_heartbeat >= interval {
             since_heartbeat = Duration::ZERO;
-            if let Err(e) = client
-                .heartbeat(&config.node_id, &heartbeat_of(&manager))
-                .await
-            {
-                tracing::debug!(error = %e, "heartbeat not delivered");
+            match heartbeat(&manager, &client, &config, &cache).await {
+                Ok(ttl) => interval = config.heartbeat_interval.min(ttl / 3),
+                Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
             }
         }
+        let wait = tick(interval);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(tick) => since_heartbeat += tick,
+            _ = tokio::time::sleep(wait) => since_heartbeat += wait,
+            () = leases.renewal_requested() => since_heartbeat = Duration::MAX,
         }
     }
 }

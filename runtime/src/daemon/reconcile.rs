@@ -13,6 +13,9 @@ pub struct Wanted {
     /// The digest of the plugin library that provides the connector, if installed: a
     /// new build restarts the instance.
     pub plugin: Option<String>,
+    /// A source's lease epoch: a source given to this node anew restarts (and resumes
+    /// from the checkpoint shared since).
+    pub lease_epoch: Option<u64>,
 }
 
 /// The steps to apply, each a list of instance ids in ascending order.
@@ -60,6 +63,7 @@ mod tests {
             config_version: v,
             run,
             plugin: Some("a1".into()),
+            lease_epoch: None,
         }
     }
 

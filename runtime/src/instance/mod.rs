@@ -3,6 +3,7 @@
 
 mod metrics;
 mod retry;
+mod shared_checkpoint;
 mod sink_task;
 mod source_task;
 mod start;
@@ -14,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use metrics::{Histogram, InstanceMetrics, BUCKETS};
 pub use retry::{Classify, GaveUp, Next, Retry, RetryPolicy, Verdict};
+pub use shared_checkpoint::{
+    LeasedCheckpoints, SharedCheckpointError, SharedCheckpoints, SharedState,
+};
 pub use sink_task::{run_sink, SinkTask};
 pub use source_task::{run_source, SourceTask};
 pub use start::{start_instance, InstanceSpec, RunningInstance, StartError, TaskContext};
@@ -51,6 +55,9 @@ pub enum TaskError {
     /// The config does not fit this task.
     #[error("config: {0}")]
     Config(String),
+    /// Another node holds the source's lease now; this node must not run it.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// Deadlines and retries of an instance task's calls.

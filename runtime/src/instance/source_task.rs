@@ -5,13 +5,16 @@
 //! channel between them holds one batch, so a source never runs more than one batch
 //! ahead of the stream.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use ld_plugin_api::RawSourceBatch;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError};
+use super::{
+    deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, LeasedCheckpoints,
+    SharedCheckpointError, TaskError,
+};
 use crate::{
     config::SourceStream,
     plugin_host::SourceHandle,
@@ -38,6 +41,9 @@ pub struct SourceTask {
     pub policy: CallPolicy,
     /// Counters.
     pub metrics: Arc<InstanceMetrics>,
+    /// Where checkpoints are also shared with other nodes, under the source's lease
+    /// (a node of a supervisor); `None` when only this node runs it (`local`).
+    pub shared: Option<LeasedCheckpoints>,
 }
 
 struct Job {
@@ -77,6 +83,7 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
         state,
         policy,
         metrics,
+        shared,
     } = task;
     if streams.is_empty() {
         return Err(TaskError::Config(
@@ -105,6 +112,7 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
             policy,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
+            shared,
         },
     ));
 
@@ -258,6 +266,7 @@ struct AppendContext {
     policy: CallPolicy,
     metrics: Arc<InstanceMetrics>,
     shutdown: CancellationToken,
+    shared: Option<LeasedCheckpoints>,
 }
 
 /// Appends one batch to every topic, then saves its state; `Ok(false)` when shutdown
@@ -273,6 +282,7 @@ async fn append_one(
         policy,
         metrics,
         shutdown,
+        shared,
     } = ctx;
     let mut checkpoint_stored = false;
     if !job.batch.is_empty() {
@@ -307,5 +317,35 @@ async fn append_one(
     if let (Some(s), false) = (&job.state, checkpoint_stored) {
         state.save_source_state(instance_key, s).await?;
     }
+    if let (Some(s), Some(shared)) = (&job.state, shared) {
+        share(shared, s).await?;
+    }
     Ok(true)
+}
+
+/// How long a shared save may take before the source goes on without it.
+const SHARE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Shares a checkpoint after its batch is in the stream and saved locally, so the
+/// node that takes the source over produces at most this batch again. Fenced: another
+/// node has the source, stop. Unavailable: go on; the lease stops the source if the
+/// supervisor stays away, and the next batch's save catches up.
+async fn share(shared: &LeasedCheckpoints, state: &[u8]) -> Result<(), TaskError> {
+    let saved = tokio::time::timeout(
+        SHARE_TIMEOUT,
+        shared.store.save(shared.instance_id, shared.epoch, state),
+    )
+    .await;
+    match saved {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(SharedCheckpointError::Fenced(why))) => Err(TaskError::Fenced(why)),
+        Ok(Err(SharedCheckpointError::Unavailable(why))) => {
+            tracing::debug!(error = %why, "checkpoint not shared; going on under the lease");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::debug!(after = ?SHARE_TIMEOUT, "checkpoint not shared in time; going on under the lease");
+            Ok(())
+        }
+    }
 }

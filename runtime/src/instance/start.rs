@@ -9,7 +9,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{run_sink, run_source, CallPolicy, InstanceMetrics, SinkTask, SourceTask, TaskError};
+use super::{
+    run_sink, run_source, CallPolicy, InstanceMetrics, LeasedCheckpoints, SharedCheckpointError,
+    SharedCheckpoints, SinkTask, SourceTask, TaskError,
+};
 use crate::{
     config::{
         secret_refs::{self, SecretRefError},
@@ -31,6 +34,10 @@ pub struct TaskContext {
     pub state: StateStore,
     /// Deadlines and retries of plugin calls.
     pub policy: CallPolicy,
+    /// This node.
+    pub node_id: String,
+    /// Where source checkpoints are shared with other nodes, if anywhere.
+    pub shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
 }
 
 /// Which instance to start.
@@ -44,6 +51,9 @@ pub struct InstanceSpec {
     pub connector_type: ConnectorType,
     /// The parsed config.
     pub config: InstanceConfig,
+    /// A source's lease: (instance id, epoch). The source then resumes from the
+    /// checkpoint its previous holder shared and shares its own.
+    pub lease: Option<(u64, u64)>,
 }
 
 /// A started instance.
@@ -76,6 +86,9 @@ pub enum StartError {
     /// A `${env:..}` or `${file:..}` reference in `plugin_config` could not be resolved.
     #[error("{0}")]
     SecretRef(#[from] SecretRefError),
+    /// The checkpoint shared by the source's previous node could not be read.
+    #[error("cannot read the shared checkpoint: {0}")]
+    SharedCheckpoint(#[from] SharedCheckpointError),
 }
 
 /// Builds the plugin instance and spawns the task.
@@ -125,7 +138,15 @@ pub async fn start_instance(
             tokio::spawn(run_sink(task, stop.clone()).in_current_span())
         }
         (Streams::Source(streams), ConnectorType::Source) => {
-            let saved = ctx.state.source_state(&spec.instance_key)?;
+            let saved = saved_state(ctx, spec).await?;
+            let shared = match (&ctx.shared_checkpoints, spec.lease) {
+                (Some(store), Some((instance_id, epoch))) => Some(LeasedCheckpoints {
+                    store: store.clone(),
+                    instance_id,
+                    epoch,
+                }),
+                _ => None,
+            };
             let plugin = library
                 .new_source(&spec.instance_key, &plugin_config, saved)
                 .await
@@ -139,6 +160,7 @@ pub async fn start_instance(
                 state: ctx.state.clone(),
                 policy: ctx.policy,
                 metrics: metrics.clone(),
+                shared,
             };
             tokio::spawn(run_source(task, stop.clone()).in_current_span())
         }
@@ -149,4 +171,38 @@ pub async fn start_instance(
         stop,
         task,
     })
+}
+
+/// The state a source resumes from. Under a lease this node already ran it with, its
+/// own checkpoint (at least as new as what it shared; no call to the supervisor, which
+/// may be away). Under a new lease, the checkpoint another node shared when that one ran
+/// it after this node (or when this node has none), else this node's own; it becomes
+/// the local checkpoint of the new lease before the source runs.
+async fn saved_state(
+    ctx: &TaskContext,
+    spec: &InstanceSpec,
+) -> Result<Option<Vec<u8>>, StartError> {
+    let key = &spec.instance_key;
+    let local = ctx.state.source_state(key)?;
+    let (Some(store), Some((instance_id, epoch))) = (&ctx.shared_checkpoints, spec.lease) else {
+        return Ok(local);
+    };
+    if ctx.state.source_epoch(key)? == Some(epoch) {
+        return Ok(local);
+    }
+    let resume = match store.load(instance_id).await? {
+        Some(shared) if shared.node_id != ctx.node_id || local.is_none() => {
+            tracing::info!(
+                from = %shared.node_id,
+                epoch = shared.epoch,
+                "resuming from the checkpoint shared by the source's last node"
+            );
+            Some(shared.state)
+        }
+        _ => local,
+    };
+    ctx.state
+        .take_over_source(key, epoch, resume.as_deref())
+        .await?;
+    Ok(resume)
 }

@@ -57,12 +57,16 @@ pub(super) async fn list(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let deployment_id = ids.deployment_id;
+    let node = query.get("node_id").map(str::to_string);
+    if let Some(node) = &node {
+        crate::validate::key_like("node_id", node)?;
+    }
 
     // Subscribe before reading, so a change between the read and the wait still wakes us.
     let mut changes = supervisor.changes().subscribe(deployment_id);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let list = supervisor.list_instances(deployment_id, view)?;
+        let list = supervisor.list_instances_for(deployment_id, view, node.as_deref())?;
         let unchanged = known
             .as_deref()
             .is_some_and(|k| etag_matches(k, &list.etag));

@@ -1,10 +1,12 @@
-//! Node-facing extensions: heartbeats and status reports.
+//! Node-facing extensions: heartbeats, status reports and shared source checkpoints.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::api::{Heartbeat, HeartbeatAck, StatusReport};
+use axum::response::{IntoResponse, Response};
+
+use crate::api::{Heartbeat, HeartbeatAck, SourceCheckpoint, StatusReport};
 use crate::auth::{Authorized, NodeCalls};
 use crate::extract::{Ids, JsonBody};
 use crate::problem::ApiError;
@@ -31,5 +33,28 @@ pub(super) async fn report_status(
     JsonBody(report): JsonBody<StatusReport>,
 ) -> Result<StatusCode, ApiError> {
     supervisor.report_status(ids.deployment_id, ids.instance(), report)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn checkpoint(
+    _: Authorized<NodeCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+) -> Result<Response, ApiError> {
+    Ok(
+        match supervisor.checkpoint(ids.deployment_id, ids.instance())? {
+            Some(checkpoint) => Json(checkpoint).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
+}
+
+pub(super) async fn save_checkpoint(
+    _: Authorized<NodeCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+    JsonBody(checkpoint): JsonBody<SourceCheckpoint>,
+) -> Result<StatusCode, ApiError> {
+    supervisor.save_checkpoint(ids.deployment_id, ids.instance(), checkpoint)?;
     Ok(StatusCode::NO_CONTENT)
 }

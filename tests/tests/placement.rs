@@ -1,0 +1,257 @@
+//! Several nodes on one supervisor, as real processes: a source runs on exactly one node
+//! under a lease and moves, with its shared checkpoint, when that node dies; sinks run
+//! on every node. On the embedded log each node's log is its own, so a source's
+//! messages are delivered by the sink of the node that produced them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ld_e2e_tests::{
+    daemon::{sink_config, source_config, Node, NodeOptions, Supervisor},
+    local::read_ids,
+};
+use ld_protocol::{InstanceItem, InstanceStatus};
+use serde_json::json;
+
+/// Node TTL (and source lease) of these tests, in seconds: short, so failover is quick.
+const TTL: u64 = 3;
+
+fn start_nodes(supervisor: &Supervisor, ids: &[&str]) -> Vec<Node> {
+    ids.iter()
+        .map(|id| Node::start(supervisor, id, NodeOptions::default()))
+        .collect()
+}
+
+/// Ids delivered by each node's sink (`ids.txt` in the node's directory), by node.
+fn delivered(nodes: &[Node]) -> Vec<std::collections::HashMap<u128, u32>> {
+    nodes.iter().map(|n| read_ids(&n.path("ids.txt"))).collect()
+}
+
+/// How often each id was delivered over all nodes.
+fn union(per_node: &[std::collections::HashMap<u128, u32>]) -> BTreeMap<u128, u32> {
+    let mut all = BTreeMap::new();
+    for ids in per_node {
+        for (id, n) in ids {
+            *all.entry(*id).or_insert(0) += n;
+        }
+    }
+    all
+}
+
+fn wait_delivered(
+    nodes: &[Node],
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut(&BTreeMap<u128, u32>) -> bool,
+) -> BTreeMap<u128, u32> {
+    let started = Instant::now();
+    loop {
+        let all = union(&delivered(nodes));
+        if done(&all) {
+            return all;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what}: timed out after {limit:?} with {} distinct ids",
+            all.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn item(items: &[InstanceItem], id: u64) -> &InstanceItem {
+    items.iter().find(|i| i.id == id).expect("instance listed")
+}
+
+/// The recording sink on every node, each writing `ids.txt` in its own directory.
+fn activate_recorder(supervisor: &Supervisor, nodes: usize) -> u64 {
+    let rec = supervisor.activate(
+        "rec",
+        "test",
+        "sink",
+        sink_config("numbers", json!({"output_file": "ids.txt"})),
+    );
+    supervisor.watch(Duration::from_secs(20), "the sink on every node", |items| {
+        let rec = item(items, rec.id);
+        rec.status == InstanceStatus::Active && rec.nodes.len() == nodes
+    });
+    rec.id
+}
+
+#[test]
+fn a_source_runs_on_one_node_and_each_message_is_produced_once() {
+    const COUNT: u128 = 3000;
+    let supervisor = Supervisor::start_with_ttl(TTL);
+    let nodes = start_nodes(&supervisor, &["n1", "n2", "n3"]);
+    activate_recorder(&supervisor, 3);
+    let gen = supervisor.activate(
+        "gen",
+        "random",
+        "source",
+        source_config(
+            "numbers",
+            json!({"seed": 1, "rate": 3000, "count": COUNT, "batch_size": 100}),
+        ),
+    );
+    let items = supervisor.watch(Duration::from_secs(20), "the source active", |items| {
+        item(items, gen.id).status == InstanceStatus::Active
+    });
+    let source = item(&items, gen.id).clone();
+    let lease = source.lease.clone().expect("a source has a lease");
+    assert_eq!(lease.epoch, 1);
+    let placed: Vec<&str> = source.nodes.iter().map(|n| n.node_id.as_str()).collect();
+    assert_eq!(placed, vec![lease.node_id.as_str()], "one node: {source:?}");
+    assert_eq!(source.nodes[0].status, Some(InstanceStatus::Active));
+
+    let all = wait_delivered(&nodes, Duration::from_secs(30), "every id", |all| {
+        all.len() as u128 >= COUNT
+    });
+    // Let anything produced twice arrive too.
+    std::thread::sleep(Duration::from_secs(2));
+    let per_node = delivered(&nodes);
+    let all_now = union(&per_node);
+    assert_eq!(all_now.len(), all.len());
+    for id in 1..=COUNT {
+        assert_eq!(all_now.get(&id), Some(&1), "id {id} delivered once");
+    }
+    // Only the node running the source produced (the embedded log is per node).
+    for (node, ids) in nodes.iter().zip(&per_node) {
+        let expected = if node.id == lease.node_id {
+            COUNT as usize
+        } else {
+            0
+        };
+        assert_eq!(ids.len(), expected, "node {}", node.id);
+    }
+    // Only the holder runs it: the other nodes do not even know it.
+    for node in nodes.iter().filter(|n| n.id != lease.node_id) {
+        assert!(
+            node.instance(gen.id).is_none(),
+            "node {} runs no source",
+            node.id
+        );
+    }
+}
+
+#[test]
+fn sources_spread_over_the_nodes() {
+    let supervisor = Supervisor::start_with_ttl(TTL);
+    let _nodes = start_nodes(&supervisor, &["n1", "n2"]);
+    // Both nodes are live once the sink runs on both.
+    activate_recorder(&supervisor, 2);
+    let ids: Vec<u64> = (0..4)
+        .map(|i| {
+            supervisor
+                .activate(
+                    &format!("gen-{i}"),
+                    "random",
+                    "source",
+                    source_config("numbers", json!({"seed": i, "rate": 10})),
+                )
+                .id
+        })
+        .collect();
+    let items = supervisor.watch(Duration::from_secs(20), "every source placed", |items| {
+        ids.iter().all(|id| item(items, *id).lease.is_some())
+    });
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for id in &ids {
+        *per_node
+            .entry(item(&items, *id).lease.clone().unwrap().node_id)
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        vec![2, 2],
+        "{per_node:?}"
+    );
+}
+
+#[test]
+fn kill9_of_the_source_node_moves_the_source_which_resumes_from_its_checkpoint() {
+    const COUNT: u128 = 8000;
+    const BATCH: u32 = 100;
+    let supervisor = Supervisor::start_with_ttl(TTL);
+    let mut nodes = start_nodes(&supervisor, &["n1", "n2"]);
+    activate_recorder(&supervisor, 2);
+    let gen = supervisor.activate(
+        "gen",
+        "random",
+        "source",
+        source_config(
+            "numbers",
+            json!({"seed": 7, "rate": 1000, "count": COUNT, "batch_size": BATCH}),
+        ),
+    );
+    let items = supervisor.watch(Duration::from_secs(20), "the source active", |items| {
+        item(items, gen.id).status == InstanceStatus::Active
+    });
+    let first = item(&items, gen.id).lease.clone().unwrap();
+    wait_delivered(&nodes, Duration::from_secs(20), "some ids", |all| {
+        all.len() >= 1500
+    });
+
+    let victim = nodes.iter().position(|n| n.id == first.node_id).unwrap();
+    nodes[victim].kill9();
+    let killed = Instant::now();
+    let items = supervisor.watch(
+        Duration::from_secs(30),
+        "the source moved and active",
+        |items| {
+            let g = item(items, gen.id);
+            g.lease.as_ref().is_some_and(|l| l.node_id != first.node_id)
+                && g.status == InstanceStatus::Active
+        },
+    );
+    let failover = killed.elapsed();
+    let second = item(&items, gen.id).lease.clone().unwrap();
+    assert_eq!(second.epoch, first.epoch + 1, "a new epoch");
+    let survivor = 1 - victim;
+    let resumed_at = Instant::now();
+    // The survivor produces the rest: up to the last id.
+    let path = nodes[survivor].path("ids.txt");
+    ld_e2e_tests::local::wait_for_ids(&path, Duration::from_secs(30), |ids| {
+        ids.contains_key(&COUNT)
+    });
+    eprintln!(
+        "failover: kill -9 to active on {} in {failover:?}; the rest produced {:?} later",
+        second.node_id,
+        resumed_at.elapsed()
+    );
+
+    // The killed node comes back: its sink delivers what its log still held, and it
+    // does not run the source again.
+    nodes[victim].restart();
+    let all = wait_delivered(&nodes, Duration::from_secs(30), "every id", |all| {
+        all.len() as u128 >= COUNT
+    });
+    for id in 1..=COUNT {
+        assert!(all.contains_key(&id), "id {id} missing");
+    }
+    // What both nodes produced is what the survivor produced again after the
+    // checkpoint: at most one batch.
+    let per_node = delivered(&nodes);
+    let twice: Vec<u128> = per_node[victim]
+        .keys()
+        .filter(|id| per_node[survivor].contains_key(id))
+        .copied()
+        .collect();
+    eprintln!("produced on both nodes: {} ids", twice.len());
+    assert!(
+        twice.len() <= BATCH as usize,
+        "at most one batch produced twice, got {}",
+        twice.len()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let g = supervisor.instance(gen.id).unwrap();
+    assert_eq!(
+        g.lease.unwrap().node_id,
+        second.node_id,
+        "the source stays put"
+    );
+    let view = nodes[victim].instance(gen.id);
+    assert!(
+        view.as_ref().is_none_or(|v| v["status"] != "active"),
+        "the returned node does not run the source: {view:?}"
+    );
+}
