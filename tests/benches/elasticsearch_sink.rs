@@ -89,6 +89,7 @@ async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Pa
             state,
             policy,
             metrics: Arc::new(InstanceMetrics::default()),
+            shared: None,
         },
         stop.clone(),
     ));

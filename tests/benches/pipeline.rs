@@ -116,6 +116,7 @@ async fn pipeline(messages: u64, durability: Durability, cache: &std::path::Path
             state,
             policy,
             metrics: Arc::new(InstanceMetrics::default()),
+            shared: None,
         },
         stop.clone(),
     ));
