@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod iceberg;
 pub mod local;
 pub mod opensearch;
+pub mod proxy;
 pub mod standalone;
 
 use std::{
