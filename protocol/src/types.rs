@@ -241,6 +241,12 @@ pub struct LeaseGrant {
     /// (so the node's deadline is never later than the supervisor's). The node must
     /// stop the source before then unless a later heartbeat renews it.
     pub valid_for_ms: u64,
+    /// No other live node could take the source over: while its checkpoints cannot be
+    /// shared (the supervisor is away) the node may go on producing. Otherwise it waits
+    /// until the last batch's checkpoint is shared, so a node taking over produces at
+    /// most one batch again.
+    #[serde(default)]
+    pub sole: bool,
 }
 
 /// *Extension:* a source's checkpoint as shared between nodes (`.../checkpoint`): the

@@ -18,7 +18,8 @@ use crate::{
     config::StreamSettings,
     daemon::{
         api,
-        manager::{Manager, ManagerSettings, StatusSink},
+        leases::Leases,
+        manager::{LogOnly, Manager, ManagerSettings, StatusSink},
     },
     instance::{CallPolicy, RetryPolicy, SharedCheckpoints},
     plugin_host::Catalog,
@@ -45,6 +46,28 @@ pub struct EngineSettings {
     pub restart: RetryPolicy,
     /// Longest wait for the instances to stop.
     pub stop_timeout: Duration,
+}
+
+/// What ties the engine to a control plane: where statuses go, where sources share
+/// their checkpoints, and the source leases the node holds.
+pub struct ControlLinks {
+    /// Where status changes go.
+    pub statuses: Arc<dyn StatusSink>,
+    /// Where leased sources share their checkpoints.
+    pub shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
+    /// The leases this node holds (renewed by the daemon's heartbeats).
+    pub leases: Arc<Leases>,
+}
+
+impl ControlLinks {
+    /// No control plane (`local`): statuses go to the log only, nothing is shared.
+    pub fn log_only() -> Self {
+        Self {
+            statuses: Arc::new(LogOnly),
+            shared_checkpoints: None,
+            leases: Arc::default(),
+        }
+    }
 }
 
 /// A running engine.
@@ -102,8 +125,7 @@ impl Engine {
     pub async fn start(
         settings: EngineSettings,
         db: sled::Db,
-        statuses: Arc<dyn StatusSink>,
-        shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
+        links: ControlLinks,
     ) -> anyhow::Result<Engine> {
         let stream = stream::open(&settings.stream, &db).context("cannot open the stream")?;
         tracing::info!(backend = stream.backend.name(), capabilities = ?stream.capabilities, "stream open");
@@ -115,13 +137,14 @@ impl Engine {
             Arc::new(catalog),
             stream.backend,
             state.clone(),
-            statuses,
+            links.statuses,
             ManagerSettings {
                 node_id: settings.node_id.clone(),
                 policy: settings.policy,
                 restart: settings.restart,
                 stop_timeout: settings.stop_timeout,
-                shared_checkpoints,
+                shared_checkpoints: links.shared_checkpoints,
+                leases: links.leases,
             },
         ));
 

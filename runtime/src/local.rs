@@ -6,7 +6,6 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
 
@@ -16,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{document, read_instance_file_noted, StreamSettings},
-    daemon::manager::{InstanceView, LogOnly},
-    engine::{open_db, Engine, EngineSettings},
+    daemon::manager::InstanceView,
+    engine::{open_db, ControlLinks, Engine, EngineSettings},
     instance::{CallPolicy, RetryPolicy},
     wire::wire_type,
 };
@@ -96,8 +95,7 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
             stop_timeout: opts.shutdown_timeout,
         },
         open_db(&opts.state_dir)?,
-        Arc::new(LogOnly),
-        None,
+        ControlLinks::log_only(),
     )
     .await?;
     engine.manager.apply(&items).await;

@@ -151,6 +151,11 @@ impl Supervisor {
         let _guard = self.write_lock();
         let ttl = self.lease_ttl_ms();
         let expires_at_ms = now_ms() + ttl;
+        let others_live = self
+            .store()
+            .nodes(deployment_id)?
+            .iter()
+            .any(|n| n.node_id != node_id && self.is_live(n));
         let mut grants = Vec::new();
         for (id, mut lease) in self.store().leases(deployment_id)? {
             if lease.node_id != node_id {
@@ -162,6 +167,7 @@ impl Supervisor {
                 instance_id: id,
                 epoch: lease.epoch,
                 valid_for_ms: ttl,
+                sole: !others_live,
             });
         }
         Ok(grants)

@@ -258,6 +258,7 @@ impl Supervisor {
             dir.path().join("catalog.json"),
             serde_json::to_vec(&json!([
                 {"key": "test", "type": "sink", "name": "Test sink", "description": "fixture"},
+                {"key": "test", "type": "source", "name": "Test source", "description": "counts, and logs when it runs"},
                 {"key": "stdout", "type": "sink", "name": "Stdout sink", "description": "prints"},
                 {"key": "random", "type": "source", "name": "Random source", "description": "generates"}
             ]))

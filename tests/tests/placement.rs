@@ -255,3 +255,139 @@ fn kill9_of_the_source_node_moves_the_source_which_resumes_from_its_checkpoint()
         "the returned node does not run the source: {view:?}"
     );
 }
+
+/// One line of the test source's log of when it ran.
+#[derive(Debug, Clone)]
+struct Ran {
+    pid: u32,
+    event: String,
+    at_ms: u64,
+    last_id: u64,
+}
+
+fn ran(path: &std::path::Path) -> Vec<Ran> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            Some(Ran {
+                pid: f.first()?.parse().ok()?,
+                event: f.get(1)?.to_string(),
+                at_ms: f.get(2)?.parse().ok()?,
+                last_id: f.get(4)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_cut_off_from_the_supervisor_stops_its_source_before_another_node_starts_it() {
+    const BATCH: u64 = 20;
+    let supervisor = Supervisor::start_with_ttl(TTL);
+    let target: std::net::SocketAddr = supervisor
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let link = ld_e2e_tests::proxy::Proxy::start(target);
+    // Node a reaches the supervisor only through the link; it is alone at first, so
+    // the source goes to it.
+    let mut nodes = vec![Node::start_at(
+        &link.url(),
+        supervisor.key(),
+        "a",
+        NodeOptions::default(),
+    )];
+    activate_recorder(&supervisor, 1);
+    let log_dir = tempfile::tempdir().unwrap();
+    let intervals = log_dir.path().join("intervals.log");
+    let counter = supervisor.activate(
+        "counter",
+        "test",
+        "source",
+        source_config(
+            "numbers",
+            json!({"count": 1_000_000, "batch_size": BATCH, "interval_ms": 50,
+                   "intervals_file": intervals.to_str().unwrap()}),
+        ),
+    );
+    supervisor.watch(Duration::from_secs(20), "the source active on a", |items| {
+        let c = item(items, counter.id);
+        c.status == InstanceStatus::Active && c.lease.as_ref().is_some_and(|l| l.node_id == "a")
+    });
+    nodes.push(Node::start(&supervisor, "b", NodeOptions::default()));
+    supervisor.watch(Duration::from_secs(20), "the sink on both nodes", |items| {
+        items.iter().any(|i| i.key == "rec" && i.nodes.len() == 2)
+    });
+    wait_delivered(&nodes, Duration::from_secs(20), "some ids", |all| {
+        all.len() >= 200
+    });
+    // Let a heartbeat of a's renew its lease now that b could take the source over
+    // (a lease says whether its holder is alone: alone, a holder goes on while it
+    // cannot share its checkpoints).
+    std::thread::sleep(Duration::from_millis(1500));
+    let (pid_a, pid_b) = (nodes[0].pid(), nodes[1].pid());
+
+    link.cut();
+    let cut = Instant::now();
+    supervisor.watch(Duration::from_secs(30), "the source moved to b", |items| {
+        let c = item(items, counter.id);
+        c.status == InstanceStatus::Active && c.lease.as_ref().is_some_and(|l| l.node_id == "b")
+    });
+    let moved = cut.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    // Node a comes back: the source stays with b.
+    link.restore();
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    let c = supervisor.instance(counter.id).unwrap();
+    assert_eq!(c.lease.unwrap().node_id, "b", "the source stays with b");
+
+    // The source's own log: a closed it before b opened it, and a never ran it again.
+    let log = ran(&intervals);
+    let a_closed = log
+        .iter()
+        .filter(|r| r.pid == pid_a && r.event == "close")
+        .map(|r| r.at_ms)
+        .max()
+        .expect("a closed the source when its lease ran out");
+    let b_opened = log
+        .iter()
+        .filter(|r| r.pid == pid_b && r.event == "open")
+        .map(|r| r.at_ms)
+        .min()
+        .expect("b opened the source");
+    let a_last = log
+        .iter()
+        .filter(|r| r.pid == pid_a)
+        .map(|r| r.at_ms)
+        .max()
+        .unwrap();
+    assert!(
+        a_last == a_closed && a_closed < b_opened,
+        "overlap: a's last event at {a_last}, a closed at {a_closed}, b opened at {b_opened}"
+    );
+    eprintln!(
+        "cut off: a stopped the source {} ms before b started it; moved {moved:?} after the cut",
+        b_opened - a_closed
+    );
+
+    // b went on from a's shared checkpoint: every id up to b's last, at most one batch
+    // produced by both.
+    let b_last = log
+        .iter()
+        .filter(|r| r.pid == pid_b && r.event == "poll_end")
+        .map(|r| r.last_id)
+        .max()
+        .expect("b produced");
+    let all = wait_delivered(&nodes, Duration::from_secs(20), "every id", |all| {
+        (1..=u128::from(b_last)).all(|id| all.contains_key(&id))
+    });
+    let per_node = delivered(&nodes);
+    let twice = per_node[0]
+        .keys()
+        .filter(|id| per_node[1].contains_key(id))
+        .count();
+    assert!(twice <= BATCH as usize, "produced twice: {twice}");
+    assert!(all.len() as u64 >= b_last);
+}

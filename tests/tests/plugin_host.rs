@@ -34,6 +34,7 @@ fn catalog_lists_the_workspace_plugins_by_key_and_type() {
         vec![
             ("random".to_string(), "source"),
             ("stdout".to_string(), "sink"),
+            ("test".to_string(), "source"),
             ("test".to_string(), "sink"),
         ]
     );

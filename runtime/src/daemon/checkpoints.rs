@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use ld_protocol::{ClientError, SourceCheckpoint};
 
-use super::{client::SupervisorClient, now_ms};
+use std::sync::Arc;
+
+use super::{client::SupervisorClient, leases::Leases, now_ms};
 use crate::instance::{SharedCheckpointError, SharedCheckpoints, SharedState};
 
 /// The supervisor as the store of this node's shared checkpoints.
@@ -12,6 +14,8 @@ pub struct SupervisorCheckpoints {
     pub client: SupervisorClient,
     /// This node.
     pub node_id: String,
+    /// Its leases (whether it may go on without sharing).
+    pub leases: Arc<Leases>,
 }
 
 fn unavailable(e: ClientError) -> SharedCheckpointError {
@@ -42,6 +46,10 @@ impl SharedCheckpoints for SupervisorCheckpoints {
             epoch: checkpoint.epoch,
             state,
         }))
+    }
+
+    fn may_go_on_unshared(&self, instance_id: u64) -> bool {
+        self.leases.sole(instance_id)
     }
 
     async fn save(

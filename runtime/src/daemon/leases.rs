@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy)]
 struct Held {
     epoch: u64,
+    sole: bool,
     /// When this node stops using the lease (a quarter of it before its end).
     usable_until: Instant,
     /// The same on the wall clock, ms since the Unix epoch, for the cache.
@@ -32,6 +33,9 @@ pub struct CachedLease {
     pub epoch: u64,
     /// Until when this node may use it, ms since the Unix epoch.
     pub usable_until_ms: u64,
+    /// No other node could take the source over when it was renewed.
+    #[serde(default)]
+    pub sole: bool,
 }
 
 /// The leases held by this node.
@@ -64,6 +68,7 @@ impl Leases {
                     g.instance_id,
                     Held {
                         epoch: g.epoch,
+                        sole: g.sole,
                         usable_until: sent + usable,
                         usable_until_ms: sent_ms + usable.as_millis() as u64,
                     },
@@ -86,6 +91,13 @@ impl Leases {
         held.get(&instance_id)
             .filter(|h| h.epoch == epoch && h.usable_until > Instant::now())
             .map(|h| h.usable_until)
+    }
+
+    /// Whether no other node could take the source over at the last renewal: it may
+    /// then go on while its checkpoints cannot be shared.
+    pub fn sole(&self, instance_id: u64) -> bool {
+        let held = self.held.lock().expect("leases lock");
+        held.get(&instance_id).is_some_and(|h| h.sole)
     }
 
     /// Whether this node may run the source under lease `epoch` now.
@@ -144,6 +156,7 @@ impl Leases {
                 instance_id: *id,
                 epoch: h.epoch,
                 usable_until_ms: h.usable_until_ms,
+                sole: h.sole,
             })
             .collect();
         cached.sort_by_key(|c| c.instance_id);
@@ -162,6 +175,7 @@ impl Leases {
                     c.instance_id,
                     Held {
                         epoch: c.epoch,
+                        sole: c.sole,
                         usable_until: now + left,
                         usable_until_ms: c.usable_until_ms,
                     },
@@ -182,6 +196,7 @@ mod tests {
             instance_id: id,
             epoch,
             valid_for_ms: ms,
+            sole: false,
         }
     }
 

@@ -167,6 +167,8 @@ pub struct ManagerSettings {
     pub stop_timeout: Duration,
     /// Where leased sources share their checkpoints (the supervisor); `None` for `local`.
     pub shared_checkpoints: Option<Arc<dyn SharedCheckpoints>>,
+    /// The source leases this node holds.
+    pub leases: Arc<Leases>,
 }
 
 /// Manages the instances assigned to this node.
@@ -204,7 +206,7 @@ impl Manager {
                 statuses,
                 views: Mutex::new(BTreeMap::new()),
                 stop_timeout: settings.stop_timeout,
-                leases: Arc::new(Leases::default()),
+                leases: settings.leases,
                 shared_checkpoints: settings.shared_checkpoints,
             }),
             controllers: tokio::sync::Mutex::new(Controllers::default()),

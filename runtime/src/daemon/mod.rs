@@ -26,7 +26,7 @@ use self::{
 };
 use crate::{
     config::DaemonConfig,
-    engine::{open_db, Engine, EngineSettings},
+    engine::{open_db, ControlLinks, Engine, EngineSettings},
     instance::{CallPolicy, RetryPolicy},
 };
 
@@ -99,6 +99,7 @@ pub async fn run(
         config.api_key.clone(),
         &config.supervisor_ca,
     );
+    let leases = Arc::new(leases::Leases::default());
     let mut engine = Engine::start(
         EngineSettings {
             node_id: config.node_id.clone(),
@@ -114,11 +115,15 @@ pub async fn run(
             stop_timeout: config.shutdown_timeout,
         },
         db,
-        Arc::new(outbox.clone()),
-        Some(Arc::new(checkpoints::SupervisorCheckpoints {
-            client: client.clone(),
-            node_id: config.node_id.clone(),
-        })),
+        ControlLinks {
+            statuses: Arc::new(outbox.clone()),
+            shared_checkpoints: Some(Arc::new(checkpoints::SupervisorCheckpoints {
+                client: client.clone(),
+                node_id: config.node_id.clone(),
+                leases: leases.clone(),
+            })),
+            leases,
+        },
     )
     .await?;
     let manager = engine.manager.clone();

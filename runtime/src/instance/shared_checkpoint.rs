@@ -35,6 +35,10 @@ pub enum SharedCheckpointError {
 pub trait SharedCheckpoints: Send + Sync {
     /// The checkpoint shared last for a source instance.
     async fn load(&self, instance_id: u64) -> Result<Option<SharedState>, SharedCheckpointError>;
+    /// Whether the source may go on producing while its checkpoints cannot be shared:
+    /// true when no other node could take it over (one node alone); otherwise it waits
+    /// for the share, so that a node taking over produces at most one batch again.
+    fn may_go_on_unshared(&self, instance_id: u64) -> bool;
     /// Shares a checkpoint, saved under lease `epoch`.
     async fn save(
         &self,

@@ -318,34 +318,46 @@ async fn append_one(
         state.save_source_state(instance_key, s).await?;
     }
     if let (Some(s), Some(shared)) = (&job.state, shared) {
-        share(shared, s).await?;
+        return share(shared, s, shutdown).await;
     }
     Ok(true)
 }
 
-/// How long a shared save may take before the source goes on without it.
+/// How long one shared save may take before it counts as failed.
 const SHARE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Shares a checkpoint after its batch is in the stream and saved locally, so the
 /// node that takes the source over produces at most this batch again. Fenced: another
-/// node has the source, stop. Unavailable: go on; the lease stops the source if the
-/// supervisor stays away, and the next batch's save catches up.
-async fn share(shared: &LeasedCheckpoints, state: &[u8]) -> Result<(), TaskError> {
-    let saved = tokio::time::timeout(
-        SHARE_TIMEOUT,
-        shared.store.save(shared.instance_id, shared.epoch, state),
-    )
-    .await;
-    match saved {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(SharedCheckpointError::Fenced(why))) => Err(TaskError::Fenced(why)),
-        Ok(Err(SharedCheckpointError::Unavailable(why))) => {
+/// node has the source, stop. Not shared: when no other node could take the source
+/// over, go on (the lease stops the source if the supervisor stays away); otherwise try
+/// again until it is shared, the lease ends or the task stops (`Ok(false)`).
+async fn share(
+    shared: &LeasedCheckpoints,
+    state: &[u8],
+    shutdown: &CancellationToken,
+) -> Result<bool, TaskError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let saved = tokio::time::timeout(
+            SHARE_TIMEOUT,
+            shared.store.save(shared.instance_id, shared.epoch, state),
+        )
+        .await;
+        let why = match saved {
+            Ok(Ok(())) => return Ok(true),
+            Ok(Err(SharedCheckpointError::Fenced(why))) => return Err(TaskError::Fenced(why)),
+            Ok(Err(SharedCheckpointError::Unavailable(why))) => why,
+            Err(_) => format!("no answer within {SHARE_TIMEOUT:?}"),
+        };
+        if shared.store.may_go_on_unshared(shared.instance_id) {
             tracing::debug!(error = %why, "checkpoint not shared; going on under the lease");
-            Ok(())
+            return Ok(true);
         }
-        Err(_) => {
-            tracing::debug!(after = ?SHARE_TIMEOUT, "checkpoint not shared in time; going on under the lease");
-            Ok(())
+        tracing::warn!(error = %why, retry_in = ?wait, "checkpoint not shared; waiting before the next batch");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(wait) => {}
         }
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }
