@@ -55,7 +55,9 @@ async fn a_list_that_does_not_parse_is_a_bad_answer() {
     // The node's request, as the supervisor expects it.
     let head = heads.lock().unwrap()[0].clone();
     assert!(
-        head.starts_with("get /deployments/7/connectors/instances?reveal_secrets=true "),
+        head.starts_with(
+            "get /deployments/7/connectors/instances?reveal_secrets=true&node_id=node-1 "
+        ),
         "{head}"
     );
     assert!(head.contains("\r\nld-api-key: k1\r\n"), "{head}");

@@ -545,6 +545,8 @@ pub struct NodeOptions {
     pub max_restarts: u32,
     /// `shutdown_timeout`.
     pub shutdown_timeout: &'static str,
+    /// TOML appended to the config, e.g. a `[stream]` table (default: the embedded log).
+    pub extra_toml: String,
 }
 
 impl Default for NodeOptions {
@@ -557,6 +559,7 @@ impl Default for NodeOptions {
             restart_backoff_max: "400ms",
             max_restarts: 2,
             shutdown_timeout: "10s",
+            extra_toml: String::new(),
         }
     }
 }
@@ -614,7 +617,7 @@ impl Node {
             rbm = options.restart_backoff_max,
             mr = options.max_restarts,
             st = options.shutdown_timeout,
-        );
+        ) + &options.extra_toml;
         std::fs::write(dir.path().join("config.toml"), toml).unwrap();
         Node {
             id: id.to_string(),

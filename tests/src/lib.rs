@@ -1,6 +1,7 @@
 //! Shared harness for the end-to-end tests and benchmarks: builds the workspace's real
 //! binaries and plugin libraries once per test process and says where they are.
 
+pub mod cluster;
 pub mod daemon;
 pub mod iceberg;
 pub mod local;

@@ -77,6 +77,7 @@ async fn random_source_through_iggy_to_a_sink_delivers_every_id() {
             state: state.clone(),
             policy: CallPolicy::default(),
             metrics: Arc::new(InstanceMetrics::default()),
+            shared: None,
         },
         stop.clone(),
     ));

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ld_e2e_tests::{
+    cluster::{delivered, item, wait_delivered},
     daemon::{sink_config, source_config, Node, NodeOptions, Supervisor},
-    local::read_ids,
 };
-use ld_protocol::{InstanceItem, InstanceStatus};
+use ld_protocol::InstanceStatus;
 use serde_json::json;
 
 /// Node TTL (and source lease) of these tests, in seconds: short, so failover is quick.
@@ -20,47 +20,6 @@ fn start_nodes(supervisor: &Supervisor, ids: &[&str]) -> Vec<Node> {
     ids.iter()
         .map(|id| Node::start(supervisor, id, NodeOptions::default()))
         .collect()
-}
-
-/// Ids delivered by each node's sink (`ids.txt` in the node's directory), by node.
-fn delivered(nodes: &[Node]) -> Vec<std::collections::HashMap<u128, u32>> {
-    nodes.iter().map(|n| read_ids(&n.path("ids.txt"))).collect()
-}
-
-/// How often each id was delivered over all nodes.
-fn union(per_node: &[std::collections::HashMap<u128, u32>]) -> BTreeMap<u128, u32> {
-    let mut all = BTreeMap::new();
-    for ids in per_node {
-        for (id, n) in ids {
-            *all.entry(*id).or_insert(0) += n;
-        }
-    }
-    all
-}
-
-fn wait_delivered(
-    nodes: &[Node],
-    limit: Duration,
-    what: &str,
-    mut done: impl FnMut(&BTreeMap<u128, u32>) -> bool,
-) -> BTreeMap<u128, u32> {
-    let started = Instant::now();
-    loop {
-        let all = union(&delivered(nodes));
-        if done(&all) {
-            return all;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: timed out after {limit:?} with {} distinct ids",
-            all.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn item(items: &[InstanceItem], id: u64) -> &InstanceItem {
-    items.iter().find(|i| i.id == id).expect("instance listed")
 }
 
 /// The recording sink on every node, each writing `ids.txt` in its own directory.
@@ -109,7 +68,7 @@ fn a_source_runs_on_one_node_and_each_message_is_produced_once() {
     // Let anything produced twice arrive too.
     std::thread::sleep(Duration::from_secs(2));
     let per_node = delivered(&nodes);
-    let all_now = union(&per_node);
+    let all_now = ld_e2e_tests::cluster::union(&per_node);
     assert_eq!(all_now.len(), all.len());
     for id in 1..=COUNT {
         assert_eq!(all_now.get(&id), Some(&1), "id {id} delivered once");
