@@ -240,6 +240,13 @@ fn ran(path: &std::path::Path) -> Vec<Ran> {
         .collect()
 }
 
+/// When `pid` logged `event` (any event with `None`).
+fn times<'a>(log: &'a [Ran], pid: u32, event: Option<&'a str>) -> impl Iterator<Item = u64> + 'a {
+    log.iter()
+        .filter(move |r| r.pid == pid && event.is_none_or(|e| r.event == e))
+        .map(|r| r.at_ms)
+}
+
 #[test]
 fn a_node_cut_off_from_the_supervisor_stops_its_source_before_another_node_starts_it() {
     const BATCH: u64 = 20;
@@ -304,24 +311,13 @@ fn a_node_cut_off_from_the_supervisor_stops_its_source_before_another_node_start
 
     // The source's own log: a closed it before b opened it, and a never ran it again.
     let log = ran(&intervals);
-    let a_closed = log
-        .iter()
-        .filter(|r| r.pid == pid_a && r.event == "close")
-        .map(|r| r.at_ms)
+    let a_closed = times(&log, pid_a, Some("close"))
         .max()
         .expect("a closed the source when its lease ran out");
-    let b_opened = log
-        .iter()
-        .filter(|r| r.pid == pid_b && r.event == "open")
-        .map(|r| r.at_ms)
+    let b_opened = times(&log, pid_b, Some("open"))
         .min()
         .expect("b opened the source");
-    let a_last = log
-        .iter()
-        .filter(|r| r.pid == pid_a)
-        .map(|r| r.at_ms)
-        .max()
-        .unwrap();
+    let a_last = times(&log, pid_a, None).max().unwrap();
     assert!(
         a_last == a_closed && a_closed < b_opened,
         "overlap: a's last event at {a_last}, a closed at {a_closed}, b opened at {b_opened}"

@@ -55,6 +55,25 @@ fn source(stream: &str, plugin_config: Value) -> Value {
            "plugin_config": plugin_config})
 }
 
+/// Activates the random source (`gen`) and the recording sink (`rec`, on `nodes`
+/// nodes); returns the source's id and the list once both are active.
+fn activate_pipeline(
+    supervisor: &Supervisor,
+    stream: &str,
+    random: Value,
+    nodes: usize,
+) -> (u64, Vec<ld_protocol::InstanceItem>) {
+    let gen = supervisor.activate("gen", "random", "source", source(stream, random));
+    let rec = supervisor.activate("rec", "test", "sink", sink(stream));
+    let items = supervisor.watch(Duration::from_secs(30), "both active", |items| {
+        let (g, r) = (item(items, gen.id), item(items, rec.id));
+        g.status == InstanceStatus::Active
+            && r.status == InstanceStatus::Active
+            && r.nodes.len() == nodes
+    });
+    (gen.id, items)
+}
+
 fn start(supervisor: &Supervisor, ids: &[&str], options: &NodeOptions) -> Vec<Node> {
     ids.iter()
         .map(|id| Node::start(supervisor, id, options.clone()))
@@ -70,22 +89,12 @@ fn a_sink_group_on_three_nodes_over_three_partitions_delivers_each_message_once(
     let nodes = start(&supervisor, &["n1", "n2", "n3"], &options);
     // The topic exists (with its three partitions) once the source runs; the sink's
     // members then join the group, one per node.
-    let gen = supervisor.activate(
-        "gen",
-        "random",
-        "source",
-        source(
-            &stream,
-            json!({"seed": 5, "rate": 3000, "count": COUNT, "batch_size": 100}),
-        ),
+    activate_pipeline(
+        &supervisor,
+        &stream,
+        json!({"seed": 5, "rate": 3000, "count": COUNT, "batch_size": 100}),
+        3,
     );
-    let rec = supervisor.activate("rec", "test", "sink", sink(&stream));
-    supervisor.watch(Duration::from_secs(30), "both active everywhere", |items| {
-        let (g, r) = (item(items, gen.id), item(items, rec.id));
-        g.status == InstanceStatus::Active
-            && r.status == InstanceStatus::Active
-            && r.nodes.len() == 3
-    });
     let all = wait_delivered(&nodes, Duration::from_secs(60), "every id", |all| {
         all.len() as u128 >= COUNT
     });
@@ -114,23 +123,13 @@ fn kill9_of_the_source_node_continues_the_topic_from_another_node() {
     let stream = unique_stream("placement-failover");
     let supervisor = Supervisor::start_with_ttl(TTL);
     let mut nodes = start(&supervisor, &["n1", "n2"], &options);
-    let gen = supervisor.activate(
-        "gen",
-        "random",
-        "source",
-        source(
-            &stream,
-            json!({"seed": 9, "rate": 1000, "count": COUNT, "batch_size": BATCH}),
-        ),
+    let (gen, items) = activate_pipeline(
+        &supervisor,
+        &stream,
+        json!({"seed": 9, "rate": 1000, "count": COUNT, "batch_size": BATCH}),
+        2,
     );
-    let rec = supervisor.activate("rec", "test", "sink", sink(&stream));
-    let items = supervisor.watch(Duration::from_secs(30), "both active", |items| {
-        let (g, r) = (item(items, gen.id), item(items, rec.id));
-        g.status == InstanceStatus::Active
-            && r.status == InstanceStatus::Active
-            && r.nodes.len() == 2
-    });
-    let first = item(&items, gen.id).lease.clone().unwrap();
+    let first = item(&items, gen).lease.clone().unwrap();
     wait_delivered(&nodes, Duration::from_secs(30), "some ids", |all| {
         all.len() >= 1500
     });
@@ -138,7 +137,7 @@ fn kill9_of_the_source_node_continues_the_topic_from_another_node() {
     nodes[victim].kill9();
     let killed = Instant::now();
     supervisor.watch(Duration::from_secs(30), "the source moved", |items| {
-        let g = item(items, gen.id);
+        let g = item(items, gen);
         g.lease.as_ref().is_some_and(|l| l.node_id != first.node_id)
             && g.status == InstanceStatus::Active
     });
