@@ -68,7 +68,8 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
             .unwrap_or_else(|| format!("ld-{instance_key}"));
         for topic in &s.topics {
             let topic = TopicRef::new(&s.stream, topic);
-            let consumer = backend.consumer(&topic, &group).await?;
+            let mut consumer = backend.consumer(&topic, &group).await?;
+            consumer.assume_schema(s.schema);
             readers.push(Reader {
                 topic,
                 consumer,

@@ -93,7 +93,8 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
     let mut producers: Vec<(TopicRef, Box<dyn Producer>)> = Vec::new();
     for s in &streams {
         let topic = TopicRef::new(&s.stream, &s.topic);
-        let producer = backend.producer(&topic).await?;
+        let mut producer = backend.producer(&topic).await?;
+        producer.declare_schema(s.schema);
         producers.push((topic, producer));
     }
     if !open_plugin(&mut plugin, &policy, &metrics, &shutdown).await? {

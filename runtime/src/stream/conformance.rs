@@ -60,6 +60,7 @@ macro_rules! stream_conformance_tests {
             append_checkpointed_agrees_with_capabilities,
             partitions_spread_batches_and_commit_separately,
             maintenance_ends_when_cancelled,
+            a_declared_schema_comes_back_as_declared,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {
@@ -372,6 +373,25 @@ pub async fn appended_batches_come_back_intact(harness: &dyn Harness) {
         .await
         .expect("poll");
     assert!(polled.batch.is_empty(), "another topic holds nothing");
+}
+
+/// A topic whose source declares its schema and whose sink assumes the same one reads
+/// back every message as it was appended: those of the declared schema (which a backend
+/// may store without it) and those of any other schema, with and without headers and
+/// payloads.
+pub async fn a_declared_schema_comes_back_as_declared(harness: &dyn Harness) {
+    let node = Node::open(harness, 1).expect("a backend with one partition");
+    let topic = unique_topic("declared");
+    let mut producer = node.producer(&topic).await;
+    producer.declare_schema(Schema::Json);
+    let appended = messages(0..24, true);
+    let from = now_micros();
+    let first = append(producer.as_mut(), &appended).await;
+    let to = now_micros();
+    let mut consumer = node.consumer(&topic, "g").await;
+    consumer.assume_schema(Schema::Json);
+    let got = read(consumer.as_mut(), appended.len(), 100).await;
+    assert_intact(&got, &appended, first.first_offset, (from, to));
 }
 
 /// Offsets of a partition grow without gaps from append to append, also across

@@ -21,15 +21,18 @@
 //!   Iggy origin timestamp, and reads return the origin timestamp (the server's append
 //!   time when a foreign producer left it 0). A batch whose timestamps span more than
 //!   Iggy's per-send limit (u32 microseconds, about 71 minutes) goes out in several sends
-//!   to the same partition. The schema goes in the
-//!   user header `ld-schema` (u8: 0 json, 1 raw, 2 text). Iggy refuses an empty payload,
+//!   to the same partition. The schema travels per topic, in the instance configs: a
+//!   message of the schema its source declared, with no headers of its own, carries no
+//!   schema; any other message has the user header `ld-schema` (u8: 0 json, 1 raw,
+//!   2 text). Iggy refuses an empty payload,
 //!   so an empty payload is sent as one zero byte plus the header `ld-empty-payload`.
 //!   Other headers become Iggy user headers (raw values; keys 1..=255 bytes, values at
 //!   most 255 bytes, else the append fails). Iggy headers are a map: a repeated key keeps
 //!   its last value, and headers are read back sorted by key. An empty value is stored
 //!   as a `bool` header (Iggy forbids empty values) and read back as empty.
-//!   Messages written by other producers (no `ld-schema` header) read as
-//!   [`Schema::Raw`], with raw/string headers as their bytes and typed headers as text.
+//!   Messages without an `ld-schema` header (from a source that declared its schema, or
+//!   from another producer) read as the sink's configured schema ([`Schema::Raw`] when
+//!   none is given), with raw/string headers as their bytes and typed headers as text.
 //! - **Reading**: a consumer joins (creating it when allowed) the consumer group, asks
 //!   the server which partitions it owns, and starts each one after the group's stored
 //!   offset (Iggy stores the last processed offset), or at 0 when none is stored. It polls
@@ -301,6 +304,7 @@ impl StreamBackend for IggyBackend {
             ids,
             partitions,
             next: 0,
+            declared: None,
         }))
     }
 
@@ -333,6 +337,7 @@ impl StreamBackend for IggyBackend {
             poll_interval: self.config.poll_interval,
             assignment_refresh: self.config.assignment_refresh,
             last_sync: Instant::now(),
+            assumed: Schema::Raw,
         };
         consumer.join().await?;
         consumer.sync().await?;
@@ -367,17 +372,23 @@ struct IggyProducer {
     ids: Ids,
     partitions: Vec<u32>,
     next: usize,
+    /// The topic's schema as the source declares it: not repeated in every message.
+    declared: Option<Schema>,
 }
 
 #[async_trait]
 impl Producer for IggyProducer {
+    fn declare_schema(&mut self, schema: Schema) {
+        self.declared = Some(schema);
+    }
+
     async fn append(&mut self, batch: &MessageBatch) -> Result<Appended, StreamError> {
         if batch.is_empty() {
             return Err(StreamError::Backend("cannot append an empty batch".into()));
         }
         let partition = self.partitions[self.next % self.partitions.len()];
         self.next = self.next.wrapping_add(1);
-        let mut messages = to_iggy_messages(batch)?;
+        let mut messages = to_iggy_messages(batch, self.declared)?;
         let mut first_offset = None;
         let mut last_offset = 0;
         // One send per batch, unless its timestamps span more than Iggy allows in one.
@@ -488,8 +499,13 @@ fn header_key(key: &str) -> Result<HeaderKey, StreamError> {
     })
 }
 
-/// The batch as Iggy messages (see the module docs for the mapping).
-fn to_iggy_messages(batch: &MessageBatch) -> Result<Vec<IggyMessage>, StreamError> {
+/// The batch as Iggy messages (see the module docs for the mapping). A message of the
+/// `declared` schema with no headers of its own carries no schema header: the sink's
+/// configured schema says what it is.
+fn to_iggy_messages(
+    batch: &MessageBatch,
+    declared: Option<Schema>,
+) -> Result<Vec<IggyMessage>, StreamError> {
     let schema_key = header_key(SCHEMA_HEADER)?;
     let empty_key = header_key(EMPTY_PAYLOAD_HEADER)?;
     let mut messages = Vec::with_capacity(batch.len());
@@ -512,7 +528,11 @@ fn to_iggy_messages(batch: &MessageBatch) -> Result<Vec<IggyMessage>, StreamErro
                 warn!(key, "repeated header key: iggy keeps the last value");
             }
         }
-        headers.insert(schema_key.clone(), HeaderValue::from(schema_code(e.schema)));
+        // Headers of ours (an empty value stored as a bool) are only recognised next to
+        // the schema header, so a message with headers or an empty payload keeps it.
+        if Some(e.schema) != declared || !headers.is_empty() || m.payload().is_empty() {
+            headers.insert(schema_key.clone(), HeaderValue::from(schema_code(e.schema)));
+        }
         let payload = if m.payload().is_empty() {
             headers.insert(empty_key.clone(), HeaderValue::from(true));
             Bytes::from_static(&[0])
@@ -522,7 +542,7 @@ fn to_iggy_messages(batch: &MessageBatch) -> Result<Vec<IggyMessage>, StreamErro
         let mut message = IggyMessage::builder()
             .id(e.id)
             .payload(payload)
-            .user_headers(headers)
+            .maybe_user_headers((!headers.is_empty()).then_some(headers))
             .build()
             .map_err(|err| map_err("building a message", err))?;
         if e.timestamp_micros != 0 {
@@ -538,6 +558,7 @@ fn push_polled(
     batch: &mut MessageBatch,
     polled: &PolledMessages,
     from: u64,
+    assumed: Schema,
 ) -> Result<Option<u64>, StreamError> {
     let mut next = None;
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
@@ -582,7 +603,7 @@ fn push_polled(
             h.id,
             h.offset,
             timestamp,
-            schema.unwrap_or(Schema::Raw),
+            schema.unwrap_or(assumed),
             headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             payload,
         );
@@ -606,6 +627,8 @@ struct IggyConsumer {
     poll_interval: Duration,
     assignment_refresh: Duration,
     last_sync: Instant,
+    /// The schema of messages without a schema header.
+    assumed: Schema,
 }
 
 impl IggyConsumer {
@@ -723,7 +746,7 @@ impl IggyConsumer {
             }
             let mut batch =
                 MessageBatch::with_capacity(polled.messages.len(), polled_bytes(&polled));
-            if let Some(next) = push_polled(&mut batch, &polled, from)? {
+            if let Some(next) = push_polled(&mut batch, &polled, from, self.assumed)? {
                 self.positions.insert(partition, next);
                 self.cursor = (self.cursor + i + 1) % n;
                 return Ok(Some(Polled { partition, batch }));
@@ -747,6 +770,10 @@ fn wire_id(id: &Identifier) -> Result<iggy_binary_protocol::WireIdentifier, Stre
 
 #[async_trait]
 impl Consumer for IggyConsumer {
+    fn assume_schema(&mut self, schema: Schema) {
+        self.assumed = schema;
+    }
+
     async fn poll(&mut self, max: u32, wait: Duration) -> Result<Polled, StreamError> {
         let deadline = Instant::now() + wait;
         let max = max.max(1);
@@ -914,7 +941,7 @@ mod tests {
             [("k", &b"v"[..]), ("e", &b""[..])],
             b"",
         );
-        let messages = to_iggy_messages(&batch).unwrap();
+        let messages = to_iggy_messages(&batch, Some(Schema::Text)).unwrap();
         assert_eq!(messages[0].header.id, 3);
         assert_eq!(messages[0].header.origin_timestamp, 42);
         assert_eq!(&messages[0].payload[..], &[0]);
@@ -925,7 +952,10 @@ mod tests {
             messages,
         };
         let mut back = MessageBatch::default();
-        assert_eq!(push_polled(&mut back, &polled, 0).unwrap(), Some(1));
+        assert_eq!(
+            push_polled(&mut back, &polled, 0, Schema::Raw).unwrap(),
+            Some(1)
+        );
         let m = back.iter().next().unwrap();
         assert_eq!(m.entry().schema, Schema::Text);
         assert_eq!(m.entry().timestamp_micros, 42);
@@ -938,8 +968,35 @@ mod tests {
         let mut batch = MessageBatch::default();
         batch.push(1, 0, 0, Schema::Raw, [("k", &too_long[..])], b"x");
         assert!(matches!(
-            to_iggy_messages(&batch),
+            to_iggy_messages(&batch, None),
             Err(StreamError::Backend(_))
         ));
+    }
+
+    #[test]
+    fn a_message_of_the_declared_schema_carries_no_header() {
+        let mut batch = MessageBatch::default();
+        batch.push(1, 0, 0, Schema::Json, [], br#"{"a":1}"#);
+        batch.push(2, 0, 0, Schema::Text, [], b"text");
+        let messages = to_iggy_messages(&batch, Some(Schema::Json)).unwrap();
+        assert!(
+            messages[0].user_headers.is_none(),
+            "json: declared, no header"
+        );
+        assert!(messages[1].user_headers.is_some(), "text: says so itself");
+        // Undeclared (an old producer): every message says its schema.
+        let undeclared = to_iggy_messages(&batch, None).unwrap();
+        assert!(undeclared.iter().all(|m| m.user_headers.is_some()));
+        // Read back: the headerless one takes the sink's schema, the other its own.
+        let polled = PolledMessages {
+            partition_id: 0,
+            current_offset: 1,
+            count: 2,
+            messages,
+        };
+        let mut back = MessageBatch::default();
+        push_polled(&mut back, &polled, 0, Schema::Json).unwrap();
+        let schemas: Vec<Schema> = back.iter().map(|m| m.entry().schema).collect();
+        assert_eq!(schemas, vec![Schema::Json, Schema::Text]);
     }
 }

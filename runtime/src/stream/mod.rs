@@ -17,6 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use ld_plugin_api::Schema;
 use tokio_util::sync::CancellationToken;
 
 mod batch;
@@ -224,6 +225,13 @@ pub trait Producer: Send {
         let _ = checkpoint;
         Ok((self.append(batch).await?, false))
     }
+
+    /// The topic's schema as the instance config declares it: messages of this schema
+    /// need not carry it one by one (Iggy then writes no schema header); a message of
+    /// another schema still does.
+    fn declare_schema(&mut self, schema: Schema) {
+        let _ = schema;
+    }
 }
 
 /// Reads one topic for one consumer group.
@@ -241,6 +249,12 @@ pub trait Consumer: Send {
     /// Records that the group processed every message of `partition` before
     /// `next_offset`. Durable when this returns `Ok`.
     async fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StreamError>;
+
+    /// The schema of messages that carry none (the sink's configured schema: the one a
+    /// source declared for the topic, or what a foreign producer wrote).
+    fn assume_schema(&mut self, schema: Schema) {
+        let _ = schema;
+    }
 }
 
 #[cfg(test)]
