@@ -195,6 +195,28 @@ impl Ledger {
         metrics: &InstanceMetrics,
         shutdown: &CancellationToken,
     ) -> Result<(), TaskError> {
+        if !self
+            .flush(plugin, closing, policy, metrics, shutdown)
+            .await?
+        {
+            return Ok(());
+        }
+        for due in self.take_due() {
+            due.commit(readers, policy, metrics, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the plugin what is durable, unless everything consumed already is; false
+    /// when shutdown came while waiting to retry.
+    async fn flush(
+        &mut self,
+        plugin: &mut SinkHandle,
+        closing: bool,
+        policy: &CallPolicy,
+        metrics: &InstanceMetrics,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, TaskError> {
         if self.durable < self.consumed {
             let consumed = self.consumed;
             let flushed = with_retries!(
@@ -205,12 +227,18 @@ impl Ledger {
                 deadline("flush", policy, plugin.flush(consumed, closing))
             )?;
             let Some(durable) = flushed else {
-                return Ok(());
+                return Ok(false);
             };
             // A plugin cannot make more durable than it was given.
             self.durable = durable.clamp(self.durable, self.consumed);
         }
-        let mut due: Vec<(usize, u32, u64)> = Vec::new();
+        Ok(true)
+    }
+
+    /// The offsets now due for a commit (the batches the plugin made durable): the last
+    /// offset per reader and partition.
+    fn take_due(&mut self) -> Vec<Due> {
+        let mut due: Vec<Due> = Vec::new();
         while let Some(u) = self.uncommitted.front() {
             if u.seq > self.durable {
                 break;
@@ -218,24 +246,45 @@ impl Ledger {
             let u = self.uncommitted.pop_front().expect("front exists");
             match due
                 .iter_mut()
-                .find(|(r, p, _)| *r == u.reader && *p == u.partition)
+                .find(|d| d.reader == u.reader && d.partition == u.partition)
             {
-                Some(entry) => entry.2 = u.next_offset,
-                None => due.push((u.reader, u.partition, u.next_offset)),
+                Some(entry) => entry.next_offset = u.next_offset,
+                None => due.push(Due {
+                    reader: u.reader,
+                    partition: u.partition,
+                    next_offset: u.next_offset,
+                }),
             }
         }
-        for (reader, partition, next_offset) in due {
-            commit(
-                &mut *readers[reader].consumer,
-                partition,
-                next_offset,
-                policy,
-                metrics,
-                shutdown,
-            )
-            .await?;
-        }
-        Ok(())
+        due
+    }
+}
+
+/// An offset due for a commit.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    reader: usize,
+    partition: u32,
+    next_offset: u64,
+}
+
+impl Due {
+    async fn commit(
+        self,
+        readers: &mut [Reader],
+        policy: &CallPolicy,
+        metrics: &InstanceMetrics,
+        shutdown: &CancellationToken,
+    ) -> Result<(), TaskError> {
+        commit(
+            &mut *readers[self.reader].consumer,
+            self.partition,
+            self.next_offset,
+            policy,
+            metrics,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -251,13 +300,16 @@ async fn consume_loop(
     let mut next = 0;
     let mut idle = false;
     let mut pending: Option<(usize, Polled)> = None;
-    loop {
+    // Offsets due after the last batch, committed while the plugin consumes the next
+    // one (off the hot path, at most one batch behind).
+    let mut carried: Vec<Due> = Vec::new();
+    'batches: loop {
         let (idx, polled) = match pending.take() {
             Some(p) => p,
             None => {
                 let polled = tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => break 'batches,
                     polled = poll_any(readers, &mut next, idle) => polled?,
                 };
                 match polled {
@@ -267,6 +319,9 @@ async fn consume_loop(
                     }
                     None => {
                         idle = true;
+                        for due in carried.drain(..) {
+                            due.commit(readers, policy, metrics, shutdown).await?;
+                        }
                         // Nothing new: a sink holding batches may have some due by now.
                         if ledger.holds_uncommitted() {
                             ledger
@@ -282,39 +337,72 @@ async fn consume_loop(
         let partition = polled.partition;
         let next_offset = polled.batch.last_offset().map_or(0, |o| o + 1);
 
-        // Deliver this batch while reading the next one from the same reader.
+        // The last batch's offsets of other readers commit now (a sink of several
+        // topics); those of this reader while the plugin consumes this batch.
+        let mut here = Vec::new();
+        for due in carried.drain(..) {
+            if due.reader == idx {
+                here.push(due);
+            } else {
+                due.commit(readers, policy, metrics, shutdown).await?;
+            }
+        }
+        // Deliver this batch while committing the last one and reading the next one
+        // from the same reader.
         let deliver = deliver(
             &topic, polled, transforms, plugin, policy, metrics, shutdown,
         );
         let reader = &mut readers[idx];
         let prefetch = async {
+            for due in here {
+                commit(
+                    &mut *reader.consumer,
+                    due.partition,
+                    due.next_offset,
+                    policy,
+                    metrics,
+                    shutdown,
+                )
+                .await?;
+            }
             if shutdown.is_cancelled() {
                 return Ok(Polled::default());
             }
-            reader
-                .consumer
-                .poll(reader.batch_length, Duration::ZERO)
-                .await
+            Ok::<_, TaskError>(
+                reader
+                    .consumer
+                    .poll(reader.batch_length, Duration::ZERO)
+                    .await?,
+            )
         };
         let (delivered, prefetched) = tokio::join!(deliver, prefetch);
         match delivered? {
             // Abandoned on shutdown before the plugin succeeded: not committed, so the
             // batch comes again after a restart.
-            Delivered::Abandoned => return Ok(()),
+            Delivered::Abandoned => break,
             Delivered::Consumed => ledger.record(idx, partition, next_offset, true),
             Delivered::AllFiltered => ledger.record(idx, partition, next_offset, false),
         }
-        ledger
-            .settle(readers, plugin, false, policy, metrics, shutdown)
-            .await?;
         let prefetched = prefetched?;
+        if !ledger
+            .flush(plugin, false, policy, metrics, shutdown)
+            .await?
+        {
+            return Ok(());
+        }
+        carried = ledger.take_due();
         if !prefetched.batch.is_empty() {
             pending = Some((idx, prefetched));
         }
         if shutdown.is_cancelled() {
-            return Ok(());
+            break;
         }
     }
+    // Stopping: what is due commits before the task ends.
+    for due in carried {
+        due.commit(readers, policy, metrics, shutdown).await?;
+    }
+    Ok(())
 }
 
 /// What became of one polled batch.
