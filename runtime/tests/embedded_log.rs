@@ -58,3 +58,45 @@ fn only_a_log_with_retention_limits_has_a_maintenance_job() {
     });
     assert!(by_age.maintenance.is_some());
 }
+
+#[tokio::test]
+async fn delete_consumed_removes_what_every_committed_group_has_read_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = EmbeddedSettings {
+        delete_consumed: true,
+        ..EmbeddedSettings::default()
+    };
+    let log = EmbeddedLog::open_dir(dir.path(), settings).unwrap();
+    let topic = TopicRef::new("s", "t");
+    let mut producer = log.producer(&topic).await.unwrap();
+    for i in 0..5 {
+        producer.append(&batch(i * 10 + 1, 10)).await.unwrap();
+    }
+    // Two groups read; "slow" has read less, so it holds the batches back.
+    let mut fast = log.consumer(&topic, "fast").await.unwrap();
+    let mut slow = log.consumer(&topic, "slow").await.unwrap();
+    let oldest = || log.oldest_offset(&topic, 0).unwrap();
+    fast.commit(0, 30).await.unwrap();
+    assert_eq!(oldest(), Some(0), "slow has read nothing yet");
+    slow.commit(0, 10).await.unwrap();
+    assert_eq!(oldest(), Some(10), "offsets 0-9 gone");
+    slow.commit(0, 40).await.unwrap();
+    assert_eq!(oldest(), Some(30), "what both read is gone");
+    // Everything read: the newest batch stays, so offsets go on where they were.
+    fast.commit(0, 50).await.unwrap();
+    slow.commit(0, 50).await.unwrap();
+    assert_eq!(oldest(), Some(40), "the newest batch stays");
+    let appended = producer.append(&batch(51, 10)).await.unwrap();
+    assert_eq!(appended.first_offset, 50, "offsets continue");
+    // A committed group resumes where it was; a new one gets what is left.
+    let mut again = log.consumer(&topic, "fast").await.unwrap();
+    let polled = again.poll(1000, Duration::ZERO).await.unwrap();
+    assert_eq!(polled.batch.first_offset(), Some(50));
+    let mut late = log.consumer(&topic, "late").await.unwrap();
+    let polled = late.poll(1000, Duration::ZERO).await.unwrap();
+    assert_eq!(polled.batch.first_offset(), Some(40));
+    // And from now on it holds back what it has not read.
+    fast.commit(0, 60).await.unwrap();
+    slow.commit(0, 60).await.unwrap();
+    assert_eq!(oldest(), Some(40));
+}

@@ -98,6 +98,12 @@ pub struct EmbeddedSettings {
     /// Oldest message age kept, e.g. `7d`.
     #[serde(default, with = "humantime_serde")]
     pub retention_age: Option<Duration>,
+    /// Remove a batch as soon as every consumer group that reads its partition has
+    /// committed past it (a group counts from its first consumer; one that starts
+    /// reading later gets only what is left). Keeps the log, and the memory sled holds for it, as small as the
+    /// consumers' lag.
+    #[serde(default)]
+    pub delete_consumed: bool,
 }
 
 impl Default for EmbeddedSettings {
@@ -107,6 +113,7 @@ impl Default for EmbeddedSettings {
             partitions: 1,
             retention_bytes: None,
             retention_age: None,
+            delete_consumed: false,
         }
     }
 }
@@ -321,6 +328,67 @@ impl EmbeddedLog {
         Ok(appended)
     }
 
+    /// The oldest offset still stored in a partition (retention and `delete_consumed`
+    /// remove from the front), or `None` when it holds nothing.
+    pub fn oldest_offset(
+        &self,
+        topic: &TopicRef,
+        partition: u32,
+    ) -> Result<Option<u64>, StreamError> {
+        let t = self.topic(topic)?;
+        let first = t
+            .tree
+            .range(batch_key(partition, 0)..=batch_key(partition, u64::MAX))
+            .next()
+            .transpose()
+            .map_err(backend_err)?;
+        first.map(|(_, v)| codec::first_offset(&v)).transpose()
+    }
+
+    /// Removes the batches of `partition` that every group committed on it has
+    /// committed past, except the newest (it holds the partition's next offset);
+    /// returns how many were removed.
+    fn delete_consumed(&self, topic: &Topic, partition: u32) -> Result<usize, StreamError> {
+        // Offset keys are `group\0stream\0topic\0partition`: the key of group "" is
+        // the end of every group's key of this partition.
+        let suffix = offset_key("", &topic.topic, partition);
+        let mut consumed: Option<u64> = None;
+        for entry in self.inner.offsets.iter() {
+            let (key, value) = entry.map_err(backend_err)?;
+            if key.ends_with(&suffix) {
+                let next = <[u8; 8]>::try_from(value.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| {
+                        StreamError::Corrupt("a committed offset is not 8 bytes".into())
+                    })?;
+                consumed = Some(consumed.map_or(next, |c| c.min(next)));
+            }
+        }
+        let Some(consumed) = consumed else {
+            return Ok(0);
+        };
+        let all = batch_key(partition, 0)..=batch_key(partition, u64::MAX);
+        let Some((newest, _)) = topic
+            .tree
+            .range(all.clone())
+            .next_back()
+            .transpose()
+            .map_err(backend_err)?
+        else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in topic.tree.range(all) {
+            let (key, value) = entry.map_err(backend_err)?;
+            if key == newest || codec::last_offset(&value)? >= consumed {
+                break;
+            }
+            topic.tree.remove(key).map_err(backend_err)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Removes batches beyond the retention limits; returns how many were removed.
     pub fn enforce_retention(&self) -> Result<usize, StreamError> {
         let settings = &self.inner.settings;
@@ -476,7 +544,16 @@ impl StreamBackend for EmbeddedLog {
         let t = self.topic(topic)?;
         let mut positions = Vec::with_capacity(t.partitions.len());
         for p in 0..t.partitions.len() as u32 {
-            positions.push(self.committed(topic, group, p)?.unwrap_or(0));
+            let committed = self.committed(topic, group, p)?;
+            if committed.is_none() && self.inner.settings.delete_consumed {
+                // A group counts from when it starts reading: what it has not read yet
+                // is kept for it.
+                self.inner
+                    .offsets
+                    .insert(offset_key(group, topic, p), &0u64.to_be_bytes())
+                    .map_err(backend_err)?;
+            }
+            positions.push(committed.unwrap_or(0));
         }
         Ok(Box::new(EmbeddedConsumer {
             log: self.clone(),
@@ -607,6 +684,9 @@ impl Consumer for EmbeddedConsumer {
                 &next_offset.to_be_bytes(),
             )
             .map_err(backend_err)?;
+        if self.log.inner.settings.delete_consumed {
+            self.log.delete_consumed(&self.topic, partition)?;
+        }
         self.log.durable().await
     }
 }

@@ -173,7 +173,7 @@ mod tests {
     fn tables_keep_their_shape() {
         let embedded = from_toml(
             "[stream]\nbackend = \"embedded\"\ndurability = \"100ms\"\npartitions = 2\n\
-             retention_bytes = 1000\nretention_age = \"7d\"\n",
+             retention_bytes = 1000\nretention_age = \"7d\"\ndelete_consumed = true\n",
         )
         .unwrap();
         assert_eq!(
@@ -183,6 +183,7 @@ mod tests {
                 partitions: 2,
                 retention_bytes: Some(1000),
                 retention_age: Some(Duration::from_secs(7 * 86400)),
+                delete_consumed: true,
             })
         );
         assert_eq!(
