@@ -209,7 +209,8 @@ impl Supervisor {
                 field: None,
             });
         }
-        let lease = self.store().leases(deployment_id)?.remove(&id);
+        // One lookup: this runs for every batch of every leased source.
+        let lease = self.store().lease(deployment_id, id)?;
         match lease {
             Some(l) if l.node_id == checkpoint.node_id && l.epoch == checkpoint.epoch => {}
             Some(l) => {

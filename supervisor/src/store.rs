@@ -258,6 +258,15 @@ impl Store {
             .collect()
     }
 
+    /// One source's lease.
+    pub fn lease(&self, deployment_id: u64, id: u64) -> Result<Option<LeaseRecord>, StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        self.leases
+            .get(key)?
+            .map(|v| decode("leases", &v))
+            .transpose()
+    }
+
     /// Stores a source's lease. A new holder is flushed before the call answers; a
     /// renewal is not (after a restart the supervisor counts every lease as renewed at
     /// its start, so a lost renewal never shortens a lease).
