@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ld_connectord::stream::iggy::{IggyBackend, IggyConfig};
-use ld_connectord::stream::{Consumer, MessageBatch, Polled, StreamBackend, StreamError, TopicRef};
+use ld_connectord::stream::{
+    Consumer, MessageBatch, Polled, StreamBackend, StreamError, TopicDurability, TopicRef,
+};
 use ld_plugin_api::Schema;
 
 const SKIPPED: &str = "skipped: IGGY_TEST_ADDRESS is not set";
@@ -207,6 +209,73 @@ async fn commit_stores_the_last_processed_offset() {
 }
 
 #[tokio::test]
+async fn a_topic_is_created_with_the_durability_asked_for() {
+    use iggy::prelude::{Client, Identifier, IggyClient, TopicClient, UserClient};
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config.clone());
+    let client = IggyClient::builder()
+        .with_tcp()
+        .with_server_address(config.address.clone())
+        .build()
+        .unwrap();
+    client.connect().await.unwrap();
+    client
+        .login_user(&config.username, &config.password)
+        .await
+        .unwrap();
+    let options = |topic: TopicRef| {
+        let client = &client;
+        async move {
+            let details = client
+                .get_topic(
+                    &Identifier::named(&topic.stream).unwrap(),
+                    &Identifier::named(&topic.topic).unwrap(),
+                )
+                .await
+                .unwrap()
+                .expect("created");
+            details
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k.as_bytes()).into_owned(),
+                        format!("{v:?}"),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let fsync = TopicRef::new(unique("fsync"), "events");
+    backend
+        .prepare_topic(&fsync, TopicDurability::Fsync)
+        .await
+        .expect("prepared");
+    let got = options(fsync.clone()).await;
+    assert!(got["enforce_fsync"].contains("true"), "{got:?}");
+    assert!(got["messages_required_to_save"].contains('1'), "{got:?}");
+    let default = TopicRef::new(unique("default"), "events");
+    backend
+        .prepare_topic(&default, TopicDurability::Default)
+        .await
+        .expect("prepared");
+    let got = options(default).await;
+    assert!(
+        got.get("enforce_fsync").is_none_or(|v| v.contains("false")),
+        "{got:?}"
+    );
+    // A topic that exists keeps its settings.
+    backend
+        .prepare_topic(&fsync, TopicDurability::Default)
+        .await
+        .expect("prepared");
+    assert!(options(fsync).await["enforce_fsync"].contains("true"));
+}
+
+#[tokio::test]
 async fn concurrent_producers_get_exact_offsets() {
     let Some(config) = config() else {
         println!("{SKIPPED}");
@@ -350,6 +419,13 @@ async fn a_group_splits_partitions_and_takes_over_from_a_leaver() {
     assert_eq!(again, expected, "b's uncommitted messages went to a");
 }
 
+fn config_at(port: u16) -> IggyConfig {
+    IggyConfig {
+        address: format!("127.0.0.1:{port}"),
+        ..config().expect("IGGY_TEST_ADDRESS")
+    }
+}
+
 /// A server of our own (binary from `IGGY_TEST_SERVER_BIN`) on `port`, data in `dir`.
 fn spawn_server(bin: &str, dir: &std::path::Path, port: u16) -> Server {
     assert!(
@@ -450,14 +526,28 @@ async fn a_server_outage_is_transient() {
         }
     };
     assert_eq!(appended.first_offset, 10);
-    // Known limitation (server 0.9.0-edge.5): the consumer re-joins after the restart
-    // but the server still gives the partition to its member from before the restart
-    // (seen for 120 s), so it reads nothing. Only checked: it fails transiently or
-    // returns empty, never wrongly.
-    match consumer.poll(10, Duration::from_millis(200)).await {
-        Ok(p) => assert!(p.batch.is_empty() || p.batch.first_offset() == Some(10)),
-        Err(e) => assert!(e.is_transient(), "poll after the restart: {e}"),
-    }
+    // The server keeps the consumer's member from before its restart and would give
+    // it the partition forever; the consumer re-creates the group with its stored
+    // offset and reads on from the committed one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let polled = loop {
+        match consumer.poll(10, Duration::from_millis(200)).await {
+            Ok(p) if !p.batch.is_empty() => break p,
+            Ok(_) => {}
+            Err(e) => assert!(e.is_transient(), "poll after the restart: {e}"),
+        }
+        assert!(Instant::now() < deadline, "the consumer never read again");
+    };
+    assert_eq!(
+        polled.batch.first_offset(),
+        Some(5),
+        "from the committed offset"
+    );
+    assert_eq!(
+        stored_offset(&config_at(port), &topic, "sink", polled.partition).await,
+        Some(4),
+        "the stored offset survived the re-creation"
+    );
     drop(consumer);
     // Data and the stream survived the restart: another group reads all 20.
     let mut other = backend.consumer(&topic, "other").await.expect("consumer");

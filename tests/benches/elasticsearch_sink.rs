@@ -79,6 +79,7 @@ async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Pa
                 schema: Schema::Json,
                 batch_length: BULK as u32,
                 linger_time: Duration::from_millis(5),
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin: random
@@ -103,6 +104,7 @@ async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Pa
                 batch_length: BULK as u32,
                 poll_interval: Duration::from_millis(5),
                 consumer_group: None,
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin,

@@ -141,6 +141,7 @@ async fn sink_run(rows: u64, cache: &Path) -> (f64, usize) {
                 batch_length: BATCH as u32,
                 poll_interval: Duration::from_millis(5),
                 consumer_group: None,
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin,

@@ -162,6 +162,7 @@ impl Bench {
                 schema: Schema::Json,
                 batch_length: BATCH as u32,
                 linger_time: Duration::from_millis(5),
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin: random.new_source("gen", &config, None).await.unwrap(),
@@ -191,6 +192,7 @@ impl Bench {
                 batch_length: BATCH as u32,
                 poll_interval: Duration::from_millis(5),
                 consumer_group: None,
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin: stdout

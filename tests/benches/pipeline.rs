@@ -106,6 +106,7 @@ async fn pipeline(messages: u64, durability: Durability, cache: &std::path::Path
                 schema: Schema::Json,
                 batch_length: BATCH as u32,
                 linger_time: Duration::from_millis(5),
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin: random
@@ -130,6 +131,7 @@ async fn pipeline(messages: u64, durability: Durability, cache: &std::path::Path
                 batch_length: BATCH as u32,
                 poll_interval: Duration::from_millis(5),
                 consumer_group: None,
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin: stdout

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod iceberg;
+pub mod iggy_server;
 pub mod local;
 pub mod opensearch;
 pub mod proxy;

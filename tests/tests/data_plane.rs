@@ -51,6 +51,7 @@ impl Fixture {
             batch_length: 50,
             poll_interval: Duration::from_millis(5),
             consumer_group: Some("g".into()),
+            durability: Default::default(),
         }
     }
 

@@ -63,6 +63,7 @@ async fn random_source_through_iggy_to_a_sink_delivers_every_id() {
                 schema: Schema::Json,
                 batch_length: 1000,
                 linger_time: Duration::from_millis(5),
+                durability: Default::default(),
             }],
             transforms: vec![],
             plugin: random
@@ -96,6 +97,7 @@ async fn random_source_through_iggy_to_a_sink_delivers_every_id() {
                     batch_length: 1000,
                     poll_interval: Duration::from_millis(20),
                     consumer_group: Some("ld-rec".into()),
+                    durability: Default::default(),
                 }],
                 transforms: vec![],
                 plugin: lib.new_sink("rec", &config).await.unwrap(),

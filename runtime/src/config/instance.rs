@@ -16,7 +16,10 @@ use ld_plugin_api::{ffi::ConnectorType, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::transform::{Transform, TransformError};
+use crate::{
+    stream::TopicDurability,
+    transform::{Transform, TransformError},
+};
 
 /// A config that cannot be used, with the path of the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +61,8 @@ pub struct SinkStream {
     pub poll_interval: Duration,
     /// Consumer group; default `ld-<instance key>`.
     pub consumer_group: Option<String>,
+    /// Durability of the topics this instance creates.
+    pub durability: TopicDurability,
 }
 
 /// Where a source writes: one stream topic.
@@ -74,6 +79,8 @@ pub struct SourceStream {
     /// Longest wait to fill a batch (accepted for compatibility; the plugin's batches are
     /// appended as they come).
     pub linger_time: Duration,
+    /// Durability of the topic when this instance creates it.
+    pub durability: TopicDurability,
 }
 
 /// The streams of an instance, by side.
@@ -217,6 +224,7 @@ struct RawStream {
     poll_interval: Option<Value>,
     linger_time: Option<Value>,
     consumer_group: Option<String>,
+    durability: Option<String>,
     avro_schema_json: Option<String>,
     avro_schema_path: Option<String>,
 }
@@ -263,6 +271,13 @@ fn schema(
             ignored.push(IgnoredField::new(path, UNDECODED));
             Ok(Schema::Raw)
         }
+        Some(s) => s.parse().map_err(|e: String| ConfigError::new(path, e)),
+    }
+}
+
+fn durability(path: &str, v: &Option<String>) -> Result<TopicDurability, ConfigError> {
+    match v {
+        None => Ok(TopicDurability::Default),
         Some(s) => s.parse().map_err(|e: String| ConfigError::new(path, e)),
     }
 }
@@ -527,6 +542,7 @@ fn sink_stream(
             Duration::from_millis(5),
         )?,
         consumer_group: s.consumer_group.clone().filter(|g| !g.is_empty()),
+        durability: durability(&at("durability"), &s.durability)?,
     })
 }
 
@@ -557,6 +573,7 @@ fn source_stream(
         schema: schema(&at("schema"), &s.schema, ignored)?,
         batch_length: positive(&at("batch_length"), &s.batch_length, 1000)?,
         linger_time: duration(&at("linger_time"), &s.linger_time, Duration::from_millis(5))?,
+        durability: durability(&at("durability"), &s.durability)?,
     })
 }
 
@@ -809,6 +826,7 @@ field = "data"
                 batch_length: 10,
                 poll_interval: Duration::from_millis(20),
                 consumer_group: Some("g".into()),
+                durability: TopicDurability::Default,
             }
         );
         let names: Vec<&str> = c.transforms.iter().map(|t| t.name()).collect();
@@ -861,8 +879,30 @@ field = "data"
                 schema: Schema::Raw,
                 batch_length: 7,
                 linger_time: Duration::from_millis(9),
+                durability: TopicDurability::Default,
             }
         );
+        // A durability that is not one names the values that are.
+        let e = InstanceConfig::parse(
+            ConnectorType::Source,
+            &json!({"streams": [{"stream": "s", "topic": "t", "durability": "disk"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "streams[0].durability");
+        assert!(
+            e.message.contains("default, write or fsync"),
+            "{}",
+            e.message
+        );
+        let fsync = InstanceConfig::parse(
+            ConnectorType::Source,
+            &json!({"streams": [{"stream": "s", "topic": "t", "durability": "fsync"}]}),
+        )
+        .unwrap();
+        let Streams::Source(fsync) = &fsync.streams else {
+            panic!("a source")
+        };
+        assert_eq!(fsync[0].durability, TopicDurability::Fsync);
         // An add_fields without fields (Iggy's default: none) adds nothing, but loads.
         assert_eq!(c.transforms.len(), 1);
     }

@@ -392,6 +392,9 @@ struct RunFailure {
     /// Retrying cannot help: the config is wrong, or names a secret this node does
     /// not have.
     permanent: bool,
+    /// The stream backend could not be reached: not the instance's fault, so the run
+    /// is started again as soon as the stream may be back, without counting a restart.
+    stream_down: bool,
 }
 
 impl RunFailure {
@@ -401,6 +404,7 @@ impl RunFailure {
         Self {
             reason: error.to_string(),
             permanent,
+            stream_down: false,
         }
     }
 }
@@ -553,9 +557,53 @@ async fn run_with_restarts(
     stop: &CancellationToken,
 ) -> Result<(), GaveUp<RunFailure>> {
     let judge = Restarts { shared, item };
-    crate::retry!(&shared.restart, judge, stop, |_attempt| run_once(
-        shared, item, spec, stop
-    ))
+    crate::retry!(
+        &shared.restart,
+        judge,
+        stop,
+        |_attempt| run_while_stream_up(shared, item, spec, stop)
+    )
+}
+
+/// Longest wait between two runs of an instance whose stream backend is down, so the
+/// instance resumes within seconds of the backend being back.
+const STREAM_DOWN_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs the instance, and runs it again (after a short wait, and without counting a
+/// restart) each time a run ends because the stream backend could not be reached.
+async fn run_while_stream_up(
+    shared: &Shared,
+    item: &InstanceItem,
+    spec: &InstanceSpec,
+    stop: &CancellationToken,
+) -> Result<(), RunFailure> {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let began = tokio::time::Instant::now();
+        match run_once(shared, item, spec, stop).await {
+            Err(failure) if failure.stream_down => {
+                if began.elapsed() > Duration::from_secs(10) {
+                    // It ran for a while: the stream went down anew.
+                    wait = Duration::from_millis(250);
+                }
+                tracing::warn!(reason = %failure.reason, retry_in = ?wait, "waiting for the stream backend");
+                shared.report(
+                    item,
+                    InstanceStatus::Pending,
+                    Some(format!(
+                        "waiting for the stream backend: {}",
+                        failure.reason
+                    )),
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(STREAM_DOWN_MAX_WAIT);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Starts the instance and watches it until it is stopped (`Ok`) or ends by itself.
@@ -609,6 +657,14 @@ async fn run_once(
             return Err(RunFailure {
                 reason: format!("{call}: {error}"),
                 permanent: true,
+                stream_down: false,
+            });
+        }
+        Ok(Err(TaskError::Stream(e))) if e.is_transient() => {
+            return Err(RunFailure {
+                reason: format!("stream: {e}"),
+                permanent: false,
+                stream_down: true,
             });
         }
         Ok(Err(e)) => e.to_string(),
@@ -617,5 +673,6 @@ async fn run_once(
     Err(RunFailure {
         reason,
         permanent: false,
+        stream_down: false,
     })
 }

@@ -130,13 +130,24 @@ impl Classify<TaskError> for &mut TaskRetry<'_> {
     }
 }
 
+/// Retries of a stream call (append, offset commit) that found the stream backend
+/// unavailable: short waits, so that a stream server that is back is used again within
+/// seconds; when they run out the run ends, and the instance waits for the stream (see
+/// `daemon::manager`).
+pub const STREAM_RETRY: RetryPolicy = RetryPolicy {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+    max_attempts: 10,
+    healthy_after: None,
+};
+
 /// Runs one call of an instance task (`$op`, a future evaluated afresh for each
-/// attempt) with the policy's retries: `Ok(Some(value))`, `Ok(None)` when `$cancel`
+/// attempt) with the retries of `$retry` (a `&RetryPolicy`): `Ok(Some(value))`, `Ok(None)` when `$cancel`
 /// fired while waiting to retry, or the failure with its attempts.
 macro_rules! with_retries {
-    ($call:expr, $policy:expr, $metrics:expr, $cancel:expr, $op:expr) => {{
+    ($call:expr, $retry:expr, $metrics:expr, $cancel:expr, $op:expr) => {{
         let mut judge = $crate::instance::TaskRetry::new($call, $metrics);
-        let result = $crate::retry!(&$policy.retry, &mut judge, $cancel, |_attempt| $op);
+        let result = $crate::retry!($retry, &mut judge, $cancel, |_attempt| $op);
         judge.finish(result)
     }};
 }
@@ -213,7 +224,7 @@ pub(crate) async fn open_plugin(
 ) -> Result<bool, TaskError> {
     let opened = with_retries!(
         "open",
-        policy,
+        &policy.retry,
         metrics,
         cancel,
         deadline("open", policy, plugin.open())

@@ -8,7 +8,9 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 use ld_plugin_api::SinkBatch;
 use tokio_util::sync::CancellationToken;
 
-use super::{deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError};
+use super::{
+    deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError, STREAM_RETRY,
+};
 use crate::{
     config::SinkStream,
     plugin_host::SinkHandle,
@@ -68,6 +70,7 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
             .unwrap_or_else(|| format!("ld-{instance_key}"));
         for topic in &s.topics {
             let topic = TopicRef::new(&s.stream, topic);
+            backend.prepare_topic(&topic, s.durability).await?;
             let mut consumer = backend.consumer(&topic, &group).await?;
             consumer.assume_schema(s.schema);
             readers.push(Reader {
@@ -202,7 +205,7 @@ impl Ledger {
             return Ok(());
         }
         for due in self.take_due() {
-            due.commit(readers, policy, metrics, shutdown).await?;
+            due.commit(readers, metrics, shutdown).await?;
         }
         Ok(())
     }
@@ -221,7 +224,7 @@ impl Ledger {
             let consumed = self.consumed;
             let flushed = with_retries!(
                 "flush",
-                policy,
+                &policy.retry,
                 metrics,
                 shutdown,
                 deadline("flush", policy, plugin.flush(consumed, closing))
@@ -272,7 +275,6 @@ impl Due {
     async fn commit(
         self,
         readers: &mut [Reader],
-        policy: &CallPolicy,
         metrics: &InstanceMetrics,
         shutdown: &CancellationToken,
     ) -> Result<(), TaskError> {
@@ -280,7 +282,6 @@ impl Due {
             &mut *readers[self.reader].consumer,
             self.partition,
             self.next_offset,
-            policy,
             metrics,
             shutdown,
         )
@@ -320,7 +321,7 @@ async fn consume_loop(
                     None => {
                         idle = true;
                         for due in carried.drain(..) {
-                            due.commit(readers, policy, metrics, shutdown).await?;
+                            due.commit(readers, metrics, shutdown).await?;
                         }
                         // Nothing new: a sink holding batches may have some due by now.
                         if ledger.holds_uncommitted() {
@@ -344,7 +345,7 @@ async fn consume_loop(
             if due.reader == idx {
                 here.push(due);
             } else {
-                due.commit(readers, policy, metrics, shutdown).await?;
+                due.commit(readers, metrics, shutdown).await?;
             }
         }
         // Deliver this batch while committing the last one and reading the next one
@@ -359,7 +360,6 @@ async fn consume_loop(
                     &mut *reader.consumer,
                     due.partition,
                     due.next_offset,
-                    policy,
                     metrics,
                     shutdown,
                 )
@@ -400,7 +400,7 @@ async fn consume_loop(
     }
     // Stopping: what is due commits before the task ends.
     for due in carried {
-        due.commit(readers, policy, metrics, shutdown).await?;
+        due.commit(readers, metrics, shutdown).await?;
     }
     Ok(())
 }
@@ -444,7 +444,7 @@ async fn deliver(
     let started = std::time::Instant::now();
     let consumed = with_retries!(
         "consume",
-        policy,
+        &policy.retry,
         metrics,
         shutdown,
         deadline(
@@ -470,13 +470,12 @@ async fn commit(
     consumer: &mut dyn Consumer,
     partition: u32,
     next_offset: u64,
-    policy: &CallPolicy,
     metrics: &InstanceMetrics,
     shutdown: &CancellationToken,
 ) -> Result<(), TaskError> {
     // Cancelled while waiting to retry: the offset stays where it was, and the batches
     // after it come again after a restart.
-    with_retries!("offset commit", policy, metrics, shutdown, async {
+    with_retries!("offset commit", &STREAM_RETRY, metrics, shutdown, async {
         Ok::<_, TaskError>(consumer.commit(partition, next_offset).await?)
     })?;
     Ok(())

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, LeasedCheckpoints,
-    SharedCheckpointError, TaskError,
+    SharedCheckpointError, TaskError, STREAM_RETRY,
 };
 use crate::{
     config::SourceStream,
@@ -93,6 +93,7 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
     let mut producers: Vec<(TopicRef, Box<dyn Producer>)> = Vec::new();
     for s in &streams {
         let topic = TopicRef::new(&s.stream, &s.topic);
+        backend.prepare_topic(&topic, s.durability).await?;
         let mut producer = backend.producer(&topic).await?;
         producer.declare_schema(s.schema);
         producers.push((topic, producer));
@@ -110,7 +111,6 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
         AppendContext {
             state,
             instance_key: instance_key.clone(),
-            policy,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             shared,
@@ -176,7 +176,7 @@ async fn poll_loop(
         }
         // Poll, keeping an eye on the appender: a failed append stops the task, and
         // finished appends are acknowledged once the poll is over.
-        let polled = with_retries!("poll", policy, metrics, shutdown, async {
+        let polled = with_retries!("poll", &policy.retry, metrics, shutdown, async {
             let poll = deadline("poll", policy, plugin.poll());
             tokio::pin!(poll);
             loop {
@@ -264,7 +264,6 @@ async fn append_loop(
 struct AppendContext {
     state: StateStore,
     instance_key: String,
-    policy: CallPolicy,
     metrics: Arc<InstanceMetrics>,
     shutdown: CancellationToken,
     shared: Option<LeasedCheckpoints>,
@@ -280,7 +279,6 @@ async fn append_one(
     let AppendContext {
         state,
         instance_key,
-        policy,
         metrics,
         shutdown,
         shared,
@@ -297,7 +295,7 @@ async fn append_one(
             } else {
                 None
             };
-            let appended = with_retries!("append", policy, metrics, shutdown, async {
+            let appended = with_retries!("append", &STREAM_RETRY, metrics, shutdown, async {
                 Ok::<_, TaskError>(producer.append_checkpointed(&job.batch, checkpoint).await?)
             })?;
             let Some((_, stored)) = appended else {

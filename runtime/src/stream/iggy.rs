@@ -43,6 +43,14 @@
 //!   or a reconnect (re-joining when the server forgot it); a newly owned partition
 //!   starts again at the committed offset, a lost one is dropped. A dropped consumer
 //!   leaves the group (in a spawned task) so its partitions move without delay.
+//!   A server keeps group members from before its restart, whose connections never come
+//!   back, and leaves their partitions assigned to them: a consumer that joins (or
+//!   re-joins after a reconnect) a group with more members than connected clients
+//!   account for re-creates the group with its stored offsets (see
+//!   `IggyConsumer::drop_stale_members`).
+//! - **Topic settings**: [`StreamBackend::prepare_topic`] creates a missing topic with
+//!   the durability the instance asks for (`messages_required_to_save = 1` for
+//!   `write`, plus `enforce_fsync` for `fsync`).
 //! - **Commit**: `commit(p, next)` stores `next - 1` for the group (nothing to store
 //!   when `next` is 0).
 //! - **Errors**: connection failures are [`StreamError::Unavailable`], the rest
@@ -58,7 +66,7 @@ use iggy::prelude::{
     AutoLogin, Client, Consumer as IggyGroupConsumer, ConsumerGroupClient, ConsumerOffsetClient,
     Credentials, HeaderKey, HeaderKind, HeaderValue, Identifier, IggyClient, IggyDuration,
     IggyError, IggyMessage, MessageClient, Partitioning, PolledMessages, PollingStrategy,
-    StreamClient, TopicClient, TopicCreateOptions, TopicDetails,
+    StreamClient, SystemClient, TopicClient, TopicCreateOptions, TopicDetails,
 };
 use iggy_binary_protocol::codes::SYNC_CONSUMER_GROUP_CODE;
 use iggy_binary_protocol::requests::consumer_groups::SyncConsumerGroupRequest;
@@ -70,7 +78,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     iggy_settings::IggySettings, Appended, Capabilities, Consumer, MessageBatch, OpenedStream,
-    Polled, Producer, StreamBackend, StreamError, TopicRef,
+    Polled, Producer, StreamBackend, StreamError, TopicDurability, TopicRef,
 };
 
 /// User header carrying the payload schema (u8).
@@ -199,6 +207,7 @@ impl IggyBackend {
         client: &IggyClient,
         topic: &TopicRef,
         ids: &Ids,
+        durability: TopicDurability,
     ) -> Result<TopicDetails, StreamError> {
         let create = self.config.create_missing;
         let stream = match client.get_stream(&ids.stream).await {
@@ -227,14 +236,14 @@ impl IggyBackend {
         }
         let options = TopicCreateOptions {
             partitions_count: Some(self.config.partitions.max(1)),
-            ..Default::default()
+            ..topic_options(durability)
         };
         match client
             .create_topic(&ids.stream, &topic.topic, &options)
             .await
         {
             Ok(details) => {
-                info!(topic = %topic, partitions = details.partitions_count, "created iggy topic");
+                info!(topic = %topic, partitions = details.partitions_count, ?durability, "created iggy topic");
                 if !details.partitions.is_empty() {
                     return Ok(details);
                 }
@@ -247,6 +256,22 @@ impl IggyBackend {
             .await
             .map_err(|e| map_err("reading the topic", e))?
             .ok_or_else(|| StreamError::NoSuchTopic(topic.clone()))
+    }
+}
+
+/// The options of a topic created with `durability`.
+fn topic_options(durability: TopicDurability) -> TopicCreateOptions {
+    match durability {
+        TopicDurability::Default => TopicCreateOptions::default(),
+        TopicDurability::Write => TopicCreateOptions {
+            messages_required_to_save: Some(1),
+            ..Default::default()
+        },
+        TopicDurability::Fsync => TopicCreateOptions {
+            messages_required_to_save: Some(1),
+            enforce_fsync: Some(true),
+            ..Default::default()
+        },
     }
 }
 
@@ -288,10 +313,24 @@ impl StreamBackend for IggyBackend {
         "iggy"
     }
 
+    async fn prepare_topic(
+        &self,
+        topic: &TopicRef,
+        durability: TopicDurability,
+    ) -> Result<(), StreamError> {
+        let ids = Ids::of(topic)?;
+        let client = self.connect().await?;
+        let prepared = self.ensure_topic(&client, topic, &ids, durability).await;
+        let _ = client.disconnect().await;
+        prepared.map(|_| ())
+    }
+
     async fn producer(&self, topic: &TopicRef) -> Result<Box<dyn Producer>, StreamError> {
         let ids = Ids::of(topic)?;
         let client = self.connect().await?;
-        let details = self.ensure_topic(&client, topic, &ids).await?;
+        let details = self
+            .ensure_topic(&client, topic, &ids, TopicDurability::Default)
+            .await?;
         let partitions = partition_ids(&details);
         if partitions.is_empty() {
             return Err(StreamError::Backend(format!(
@@ -316,7 +355,8 @@ impl StreamBackend for IggyBackend {
         let ids = Ids::of(topic)?;
         let group_id = named(group)?;
         let client = self.connect().await?;
-        self.ensure_topic(&client, topic, &ids).await?;
+        self.ensure_topic(&client, topic, &ids, TopicDurability::Default)
+            .await?;
         match client
             .get_consumer_group(&ids.stream, &ids.topic, &group_id)
             .await
@@ -340,6 +380,7 @@ impl StreamBackend for IggyBackend {
             assumed: Schema::Raw,
         };
         consumer.join().await?;
+        consumer.drop_stale_members().await?;
         consumer.sync().await?;
         info!(topic = %topic, group, partitions = ?consumer.assigned, "joined iggy consumer group");
         Ok(Box::new(consumer))
@@ -664,6 +705,9 @@ impl IggyConsumer {
                 if attempt == 0 {
                     debug!(topic = %self.topic, "not a group member (any more): joining");
                     self.join().await?;
+                    // A reconnect: the server may have restarted, keeping members
+                    // from before that will never come back.
+                    self.drop_stale_members().await?;
                     continue;
                 }
                 self.set_assignment(Vec::new());
@@ -676,6 +720,127 @@ impl IggyConsumer {
             return Ok(());
         }
         Ok(())
+    }
+
+    /// Works around a server that keeps consumer-group members from before its restart:
+    /// their connections are gone and never come back, yet the server keeps their
+    /// partitions assigned to them (and evicts only members with a connection), so the
+    /// live members would wait forever. When the group has more members than the
+    /// connected clients account for, the group is deleted and created again with the
+    /// same stored offsets: the offsets are read first, and this member, the only one
+    /// right after the re-creation and so the owner of every partition, stores them
+    /// again before reading. The other live members re-join on their next call. At
+    /// least once is kept: an offset stored meanwhile by another member is at most
+    /// re-read, never skipped.
+    async fn drop_stale_members(&mut self) -> Result<(), StreamError> {
+        let Some(stale) = self.stale_members().await? else {
+            return Ok(());
+        };
+        let client = Arc::clone(&self.client);
+        let (stream, topic, group) = (&self.ids.stream, &self.ids.topic, &self.group.id);
+        let details = client
+            .get_topic(stream, topic)
+            .await
+            .map_err(|e| map_err("reading the topic", e))?
+            .ok_or_else(|| StreamError::NoSuchTopic(self.topic.clone()))?;
+        let mut offsets = Vec::new();
+        for partition in partition_ids(&details) {
+            let stored = client
+                .get_consumer_offset(&self.group, stream, topic, Some(partition))
+                .await
+                .map_err(|e| map_err("reading the committed offset", e))?;
+            if let Some(info) = stored {
+                offsets.push((partition, info.stored_offset));
+            }
+        }
+        warn!(topic = %self.topic, group = %group, stale, ?offsets,
+              "the iggy server kept consumer-group members from before its restart; \
+               re-creating the group with its stored offsets");
+        match client.delete_consumer_group(stream, topic, group).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(map_err("deleting the consumer group", e)),
+        }
+        let name = self.group_name();
+        create_group(&client, &self.topic, &self.ids, &name).await?;
+        self.join().await?;
+        for (partition, offset) in offsets {
+            if let Err(e) = client
+                .store_consumer_offset(&self.group, stream, topic, Some(partition), offset)
+                .await
+            {
+                // Another member took the partition first: it reads from the start
+                // of what it owns, so nothing is skipped.
+                warn!(topic = %self.topic, partition, error = %e, "could not restore an offset");
+            }
+        }
+        self.positions.clear();
+        Ok(())
+    }
+
+    /// How many members of the group no connected client accounts for; `None` when
+    /// there are none (or the server does not say which clients are members).
+    async fn stale_members(&self) -> Result<Option<u32>, StreamError> {
+        let client = &self.client;
+        let (stream, topic, group) = (&self.ids.stream, &self.ids.topic, &self.group.id);
+        let read = |what: &'static str| move |e| map_err(what, e);
+        let Some(details) = client
+            .get_consumer_group(stream, topic, group)
+            .await
+            .map_err(read("reading the consumer group"))?
+        else {
+            return Ok(None);
+        };
+        let stream_id = client
+            .get_stream(stream)
+            .await
+            .map_err(read("reading the stream"))?
+            .map(|s| s.id);
+        let topic_id = client
+            .get_topic(stream, topic)
+            .await
+            .map_err(read("reading the topic"))?
+            .map(|t| t.id);
+        let (Some(stream_id), Some(topic_id)) = (stream_id, topic_id) else {
+            return Ok(None);
+        };
+        let is_ours = |g: &iggy_common::ConsumerGroupInfo| {
+            g.stream_id == stream_id && g.topic_id == topic_id && g.group_id == details.id
+        };
+        // This client has just joined: if it does not find itself, the server names
+        // groups differently and no count can be trusted.
+        let me = client.get_me().await.map_err(read("reading this client"))?;
+        if !me.consumer_groups.iter().any(is_ours) {
+            debug!(topic = %self.topic, "cannot match group members to clients");
+            return Ok(None);
+        }
+        let mut live = 0u32;
+        for c in client
+            .get_clients()
+            .await
+            .map_err(read("listing the clients"))?
+        {
+            if c.consumer_groups_count == 0 {
+                continue;
+            }
+            if let Some(info) = client
+                .get_client(c.client_id)
+                .await
+                .map_err(read("reading a client"))?
+            {
+                live += info.consumer_groups.iter().filter(|g| is_ours(g)).count() as u32;
+            }
+        }
+        let stale = details.members_count.saturating_sub(live);
+        Ok((stale > 0).then_some(stale))
+    }
+
+    /// The group's name, as given when the consumer was made.
+    fn group_name(&self) -> String {
+        match &self.group.id.kind {
+            iggy::prelude::IdKind::String => self.group.id.get_string_value().unwrap_or_default(),
+            _ => self.group.id.to_string(),
+        }
     }
 
     fn set_assignment(&mut self, mut partitions: Vec<u32>) {

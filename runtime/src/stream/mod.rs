@@ -185,11 +185,58 @@ pub fn open(settings: &StreamSettings, db: &sled::Db) -> Result<OpenedStream, St
     }
 }
 
+/// How durable an instance asks the topics it creates to be (`durability` in a stream
+/// entry of its config). It applies where the stream server keeps a setting per topic
+/// (Iggy), when the topic is created; a topic that exists keeps its own settings. The
+/// embedded log has one setting for the node (`[stream] durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicDurability {
+    /// The server's own defaults. On Iggy a topic is written out every 1024 messages
+    /// or 1 MiB: what the server acknowledged but did not write yet is lost when the
+    /// server process dies.
+    #[default]
+    Default,
+    /// Every append is written to the server's files before the server acknowledges it:
+    /// nothing acknowledged is lost when the server process dies (`kill -9`); a power
+    /// loss may still lose what the operating system had not written.
+    Write,
+    /// Every append is written and synced to disk before the server acknowledges it:
+    /// nothing acknowledged is lost on a power loss either. The slowest.
+    Fsync,
+}
+
+impl std::str::FromStr for TopicDurability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self::Default),
+            "write" => Ok(Self::Write),
+            "fsync" => Ok(Self::Fsync),
+            other => Err(format!(
+                "`{other}` is not a topic durability: use default, write or fsync"
+            )),
+        }
+    }
+}
+
 /// A stream backend: hands out producers and consumers.
 #[async_trait]
 pub trait StreamBackend: Send + Sync + 'static {
     /// The backend's name in the settings (`embedded`, `iggy`), for logs.
     fn name(&self) -> &'static str;
+
+    /// Creates `topic` when it is missing (where the backend allows it) with the
+    /// durability asked for; a topic that exists is left as it is. Backends without
+    /// per-topic settings do nothing here and create topics on first use.
+    async fn prepare_topic(
+        &self,
+        topic: &TopicRef,
+        durability: TopicDurability,
+    ) -> Result<(), StreamError> {
+        let _ = (topic, durability);
+        Ok(())
+    }
 
     /// A producer appending to `topic`; the stream and topic are created on first use
     /// where the backend allows it.
