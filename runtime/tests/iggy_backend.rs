@@ -276,6 +276,46 @@ async fn a_topic_is_created_with_the_durability_asked_for() {
 }
 
 #[tokio::test]
+async fn a_consumer_fetches_ahead_but_hands_out_at_most_what_is_asked() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(IggyConfig {
+        fetch_batches: 4,
+        ..config
+    });
+    let topic = TopicRef::new(unique("ahead"), "events");
+    append_all(&backend, &topic, 10, 100).await;
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let (mut next, mut committed) = (0, None);
+    while next < 1000 {
+        let polled = consumer
+            .poll(70, Duration::from_millis(500))
+            .await
+            .expect("poll");
+        assert!(polled.batch.len() <= 70, "{} messages", polled.batch.len());
+        for m in polled.batch.iter() {
+            assert_eq!(m.entry().offset, next);
+            next += 1;
+        }
+        if committed.is_none() && next >= 350 {
+            consumer
+                .commit(polled.partition, next)
+                .await
+                .expect("commit");
+            committed = Some(next);
+        }
+    }
+    // What was fetched but not committed comes again to the next consumer of the group.
+    drop(consumer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = backend.consumer(&topic, "sink").await.expect("consumer");
+    let from = committed.unwrap();
+    read_exactly(again.as_mut(), from, 1000 - from).await;
+}
+
+#[tokio::test]
 async fn concurrent_producers_get_exact_offsets() {
     let Some(config) = config() else {
         println!("{SKIPPED}");

@@ -100,9 +100,12 @@ pub struct EmbeddedSettings {
     pub retention_age: Option<Duration>,
     /// Remove a batch as soon as every consumer group that reads its partition has
     /// committed past it (a group counts from its first consumer; one that starts
-    /// reading later gets only what is left). Keeps the log, and the memory sled holds for it, as small as the
-    /// consumers' lag.
-    #[serde(default)]
+    /// reading later gets only what is left; a topic no group reads keeps everything).
+    /// On by default: the log, and the memory sled holds for it, stay as small as the
+    /// consumers' lag (sled's memory grows with what the log holds, whatever its cache
+    /// settings). `false` keeps history for groups that start later, bounded only by
+    /// the retention limits.
+    #[serde(default = "yes")]
     pub delete_consumed: bool,
 }
 
@@ -113,9 +116,13 @@ impl Default for EmbeddedSettings {
             partitions: 1,
             retention_bytes: None,
             retention_age: None,
-            delete_consumed: false,
+            delete_consumed: true,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl EmbeddedSettings {

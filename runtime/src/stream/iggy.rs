@@ -109,6 +109,9 @@ pub struct IggyConfig {
     pub reconnect_retries: u32,
     /// Pause between two connection attempts.
     pub reconnect_interval: Duration,
+    /// How many of the task's batches a consumer fetches from the server in one poll
+    /// when the topic has that many waiting; it hands them out one batch at a time.
+    pub fetch_batches: u32,
 }
 
 impl Default for IggyConfig {
@@ -123,6 +126,7 @@ impl Default for IggyConfig {
             assignment_refresh: Duration::from_secs(1),
             reconnect_retries: 3,
             reconnect_interval: Duration::from_millis(500),
+            fetch_batches: 4,
         }
     }
 }
@@ -378,6 +382,8 @@ impl StreamBackend for IggyBackend {
             assignment_refresh: self.config.assignment_refresh,
             last_sync: Instant::now(),
             assumed: Schema::Raw,
+            fetch_batches: self.config.fetch_batches.max(1),
+            fetched: None,
         };
         consumer.join().await?;
         consumer.drop_stale_members().await?;
@@ -594,20 +600,16 @@ fn to_iggy_messages(
     Ok(messages)
 }
 
-/// Appends polled messages at or after `from` to `batch`; returns the next offset.
+/// Appends polled messages to `batch`; returns the next offset.
 fn push_polled(
     batch: &mut MessageBatch,
-    polled: &PolledMessages,
-    from: u64,
+    messages: &[IggyMessage],
     assumed: Schema,
 ) -> Result<Option<u64>, StreamError> {
     let mut next = None;
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-    for message in &polled.messages {
+    for message in messages {
         let h = &message.header;
-        if h.offset < from {
-            continue;
-        }
         headers.clear();
         let mut schema = None;
         let mut empty_payload = false;
@@ -670,6 +672,18 @@ struct IggyConsumer {
     last_sync: Instant,
     /// The schema of messages without a schema header.
     assumed: Schema,
+    /// See [`IggyConfig::fetch_batches`].
+    fetch_batches: u32,
+    /// Messages fetched but not handed out yet.
+    fetched: Option<Fetched>,
+}
+
+/// Messages of one partition fetched ahead of what the task asked for.
+struct Fetched {
+    partition: u32,
+    polled: PolledMessages,
+    /// Index of the next message to hand out.
+    next: usize,
 }
 
 impl IggyConsumer {
@@ -775,6 +789,7 @@ impl IggyConsumer {
             }
         }
         self.positions.clear();
+        self.fetched = None;
         Ok(())
     }
 
@@ -850,6 +865,13 @@ impl IggyConsumer {
         }
         // A partition owned again later restarts at the committed offset.
         self.positions.retain(|p, _| partitions.contains(p));
+        if self
+            .fetched
+            .as_ref()
+            .is_some_and(|f| !partitions.contains(&f.partition))
+        {
+            self.fetched = None;
+        }
         self.assigned = partitions;
     }
 
@@ -874,8 +896,30 @@ impl IggyConsumer {
         Ok(start)
     }
 
-    /// One pass over the assigned partitions; `None` when none had messages.
+    /// Up to `max` messages fetched earlier, as a batch.
+    fn take_fetched(&mut self, max: u32) -> Result<Option<Polled>, StreamError> {
+        let Some(fetched) = &mut self.fetched else {
+            return Ok(None);
+        };
+        let end = (fetched.next + max as usize).min(fetched.polled.messages.len());
+        let messages = &fetched.polled.messages[fetched.next..end];
+        let mut batch = MessageBatch::with_capacity(messages.len(), messages_bytes(messages));
+        push_polled(&mut batch, messages, self.assumed)?;
+        let partition = fetched.partition;
+        fetched.next = end;
+        if end == fetched.polled.messages.len() {
+            self.fetched = None;
+        }
+        Ok(Some(Polled { partition, batch }))
+    }
+
+    /// One pass over the assigned partitions; `None` when none had messages. A poll
+    /// asks the server for `fetch_batches` batches at once and keeps what it does not
+    /// hand out yet.
     async fn poll_once(&mut self, max: u32) -> Result<Option<Polled>, StreamError> {
+        if let Some(polled) = self.take_fetched(max)? {
+            return Ok(Some(polled));
+        }
         let n = self.assigned.len();
         for i in 0..n {
             let partition = self.assigned[(self.cursor + i) % n];
@@ -888,7 +932,7 @@ impl IggyConsumer {
                     Some(partition),
                     &self.group,
                     &PollingStrategy::offset(from),
-                    max,
+                    max.saturating_mul(self.fetch_batches),
                     false,
                 )
                 .await;
@@ -909,21 +953,34 @@ impl IggyConsumer {
                 }
                 continue;
             }
-            let mut batch =
-                MessageBatch::with_capacity(polled.messages.len(), polled_bytes(&polled));
-            if let Some(next) = push_polled(&mut batch, &polled, from, self.assumed)? {
-                self.positions.insert(partition, next);
-                self.cursor = (self.cursor + i + 1) % n;
-                return Ok(Some(Polled { partition, batch }));
+            // Anything before `from` (a server may answer from the start of a batch)
+            // is not handed out.
+            let skip = polled
+                .messages
+                .iter()
+                .take_while(|m| m.header.offset < from)
+                .count();
+            let Some(last) = polled.messages.last().map(|m| m.header.offset) else {
+                continue;
+            };
+            if skip == polled.messages.len() {
+                continue;
             }
+            self.positions.insert(partition, last + 1);
+            self.cursor = (self.cursor + i + 1) % n;
+            self.fetched = Some(Fetched {
+                partition,
+                polled,
+                next: skip,
+            });
+            return self.take_fetched(max);
         }
         Ok(None)
     }
 }
 
-fn polled_bytes(polled: &PolledMessages) -> usize {
-    polled
-        .messages
+fn messages_bytes(messages: &[IggyMessage]) -> usize {
+    messages
         .iter()
         .map(|m| m.payload.len() + m.user_headers.as_ref().map_or(0, |h| h.len()))
         .sum()
@@ -1118,7 +1175,7 @@ mod tests {
         };
         let mut back = MessageBatch::default();
         assert_eq!(
-            push_polled(&mut back, &polled, 0, Schema::Raw).unwrap(),
+            push_polled(&mut back, &polled.messages, Schema::Raw).unwrap(),
             Some(1)
         );
         let m = back.iter().next().unwrap();
@@ -1160,7 +1217,7 @@ mod tests {
             messages,
         };
         let mut back = MessageBatch::default();
-        push_polled(&mut back, &polled, 0, Schema::Json).unwrap();
+        push_polled(&mut back, &polled.messages, Schema::Json).unwrap();
         let schemas: Vec<Schema> = back.iter().map(|m| m.entry().schema).collect();
         assert_eq!(schemas, vec![Schema::Json, Schema::Text]);
     }
