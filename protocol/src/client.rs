@@ -491,6 +491,31 @@ impl SupervisorClient {
         .await
     }
 
+    /// Restarts an instance on every node it runs on (a failed one included); returns it.
+    pub async fn restart(&self, instance_id: u64) -> Result<InstanceItem, ClientError> {
+        let path = routes::instance_restart(self.deployment_id, instance_id);
+        Self::json(
+            Self::send(self.request(Method::POST, &path)).await?,
+            "restart answer",
+        )
+        .await
+    }
+
+    /// Restarts every running instance of the deployment, or only the failed ones;
+    /// returns those restarted.
+    pub async fn restart_all(&self, only_failed: bool) -> Result<Vec<InstanceItem>, ClientError> {
+        let path = routes::instances_restart(self.deployment_id);
+        Self::json(
+            Self::send(
+                self.request(Method::POST, &path)
+                    .query(&[("only_failed", only_failed)]),
+            )
+            .await?,
+            "restart answer",
+        )
+        .await
+    }
+
     // --- Main API --------------------------------------------------------------------
 
     /// One page of the deployment's connector catalog.

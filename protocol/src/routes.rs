@@ -30,6 +30,13 @@ pub const INSTANCE_STOP: &str =
 /// *Extension:* start a stopped instance (`POST`).
 pub const INSTANCE_START: &str =
     "/deployments/{deployment_id}/connectors/instances/{instance_id}/start";
+/// *Extension:* restart an instance on every node it runs on (`POST`), a failed one
+/// included.
+pub const INSTANCE_RESTART: &str =
+    "/deployments/{deployment_id}/connectors/instances/{instance_id}/restart";
+/// *Extension:* restart every running instance of a deployment (`POST`), or with
+/// `?only_failed=true` the failed ones.
+pub const INSTANCES_RESTART: &str = "/deployments/{deployment_id}/connectors/instances/restart";
 /// *Extension:* a source's checkpoint shared between nodes: read (`GET`) and save
 /// (`PUT`, refused with 409 `fenced` unless the saver holds the current lease).
 pub const INSTANCE_CHECKPOINT: &str =
@@ -51,6 +58,8 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::PUT, INSTANCE_CONFIG),
     (Method::POST, INSTANCE_STOP),
     (Method::POST, INSTANCE_START),
+    (Method::POST, INSTANCE_RESTART),
+    (Method::POST, INSTANCES_RESTART),
     (Method::GET, INSTANCE_CHECKPOINT),
     (Method::PUT, INSTANCE_CHECKPOINT),
     (Method::PUT, NODE),
@@ -172,6 +181,16 @@ pub fn instance_start(deployment_id: u64, instance_id: u64) -> String {
     fill(INSTANCE_START, &[&deployment_id, &instance_id])
 }
 
+/// [`INSTANCE_RESTART`] of one instance.
+pub fn instance_restart(deployment_id: u64, instance_id: u64) -> String {
+    fill(INSTANCE_RESTART, &[&deployment_id, &instance_id])
+}
+
+/// [`INSTANCES_RESTART`] of a deployment.
+pub fn instances_restart(deployment_id: u64) -> String {
+    fill(INSTANCES_RESTART, &[&deployment_id])
+}
+
 /// [`INSTANCE_CHECKPOINT`] of one instance.
 pub fn instance_checkpoint(deployment_id: u64, instance_id: u64) -> String {
     fill(INSTANCE_CHECKPOINT, &[&deployment_id, &instance_id])
@@ -256,6 +275,6 @@ mod tests {
                 "{method} {template} twice"
             );
         }
-        assert_eq!(seen.len(), 14);
+        assert_eq!(seen.len(), 16);
     }
 }

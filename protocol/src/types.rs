@@ -183,6 +183,14 @@ pub struct InstanceItem {
     /// grows each time the source moves to another node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseRef>,
+    /// *Extension:* how many restarts were asked for (`POST .../restart`): each one
+    /// restarts the instance on its nodes, a failed one included.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SourceCheckpoint {

@@ -44,6 +44,8 @@ pub struct EngineSettings {
     pub policy: CallPolicy,
     /// Restarts of a failing instance.
     pub restart: RetryPolicy,
+    /// Automatic restarts of a failed instance; `None`: it stays failed.
+    pub auto_restart: Option<RetryPolicy>,
     /// Longest wait for the instances to stop.
     pub stop_timeout: Duration,
 }
@@ -142,6 +144,7 @@ impl Engine {
                 node_id: settings.node_id.clone(),
                 policy: settings.policy,
                 restart: settings.restart,
+                auto_restart: settings.auto_restart,
                 stop_timeout: settings.stop_timeout,
                 shared_checkpoints: links.shared_checkpoints,
                 leases: links.leases,

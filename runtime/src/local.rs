@@ -62,6 +62,7 @@ fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
         config: api::InstanceConfig { version: 1, values },
         nodes: Vec::new(),
         lease: None,
+        restarts: 0,
     })
 }
 
@@ -92,6 +93,8 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
             api_listen: opts.api_listen,
             policy: CallPolicy::default(),
             restart: opts.restart,
+            // `local` ends once nothing can run: a failed instance stays failed.
+            auto_restart: None,
             stop_timeout: opts.shutdown_timeout,
         },
         open_db(&opts.state_dir)?,

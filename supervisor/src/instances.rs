@@ -236,6 +236,7 @@ impl Supervisor {
             key,
             config: InstanceConfig { version: 1, values },
             stopped: false,
+            restarts: 0,
         };
         self.store().put_instance(&record)?;
         tracing::info!(deployment_id, id = record.id, key = %record.key, connector = %record.connector_key, "instance activated");
@@ -287,6 +288,49 @@ impl Supervisor {
         })
     }
 
+    /// Asks every node that runs the instance to restart it (a failed one too).
+    pub fn restart(&self, deployment_id: u64, id: u64) -> Result<InstanceItem, ApiError> {
+        self.update(deployment_id, id, |record| {
+            if record.stopped {
+                return Err(ApiError::Conflict {
+                    reason: format!(
+                        "instance {id} is stopped: start it (POST .../start) instead of restarting it"
+                    ),
+                    field: None,
+                });
+            }
+            record.restarts += 1;
+            Ok(())
+        })
+    }
+
+    /// Restarts every instance of the deployment that runs (is not stopped), or only
+    /// those whose status is `failed`; returns them.
+    pub fn restart_all(
+        &self,
+        deployment_id: u64,
+        only_failed: bool,
+    ) -> Result<Vec<InstanceItem>, ApiError> {
+        let chosen: Vec<u64> = self
+            .list_instances(deployment_id, View::Masked)?
+            .items
+            .into_iter()
+            .filter(|i| i.status != crate::api::InstanceStatus::Inactive)
+            .filter(|i| !only_failed || i.status == crate::api::InstanceStatus::Failed)
+            .map(|i| i.id)
+            .collect();
+        let mut restarted = Vec::with_capacity(chosen.len());
+        for id in chosen {
+            match self.restart(deployment_id, id) {
+                Ok(item) => restarted.push(item),
+                // Stopped or deleted meanwhile: not restarted.
+                Err(ApiError::Conflict { .. } | ApiError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(restarted)
+    }
+
     fn update(
         &self,
         deployment_id: u64,
@@ -330,6 +374,7 @@ fn item(
         config: record.config,
         nodes: Vec::new(),
         lease: None,
+        restarts: record.restarts,
     }
 }
 

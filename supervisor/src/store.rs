@@ -52,6 +52,9 @@ pub struct InstanceRecord {
     /// Stopped by a user (`POST .../stop`).
     #[serde(default)]
     pub stopped: bool,
+    /// Restarts asked for (`POST .../restart`); each one restarts it on its nodes.
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// One node's report on one instance.

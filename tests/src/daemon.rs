@@ -357,6 +357,11 @@ impl Supervisor {
         self.client.as_ref().expect("started")
     }
 
+    /// The runtime the blocking helpers run the client's calls on.
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
     /// Activates a connector through the Main API and returns the new item; panics when
     /// refused.
     pub fn activate(
@@ -395,6 +400,21 @@ impl Supervisor {
             other => panic!("`{other}` is neither stop nor start"),
         };
         answer.unwrap_or_else(|e| panic!("{action} {id}: {e}"));
+    }
+
+    /// Restarts an instance (`POST .../restart`); returns it as answered.
+    pub fn restart_instance(&self, id: u64) -> InstanceItem {
+        self.http
+            .block_on(self.client().restart(id))
+            .unwrap_or_else(|e| panic!("restart {id}: {e}"))
+    }
+
+    /// Restarts the deployment's instances (`POST .../instances/restart`); returns
+    /// those restarted.
+    pub fn restart_all(&self, only_failed: bool) -> Vec<InstanceItem> {
+        self.http
+            .block_on(self.client().restart_all(only_failed))
+            .unwrap_or_else(|e| panic!("restart all: {e}"))
     }
 
     /// Creates a key holding `permissions`; returns the key.

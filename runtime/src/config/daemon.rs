@@ -96,6 +96,17 @@ pub struct DaemonConfig {
     /// Longest delay between restarts.
     #[serde(default = "one_minute", with = "humantime_serde")]
     pub restart_backoff_max: Duration,
+    /// Restart a failed instance by itself (after `max_restarts` gave up), with a
+    /// long backoff growing from `auto_restart_backoff` to `auto_restart_backoff_max`;
+    /// the status says when the next attempt is.
+    #[serde(default = "yes")]
+    pub auto_restart: bool,
+    /// First wait before an automatic restart (doubling, with jitter).
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    pub auto_restart_backoff: Duration,
+    /// Longest wait before an automatic restart.
+    #[serde(default = "one_hour", with = "humantime_serde")]
+    pub auto_restart_backoff_max: Duration,
     /// Longest a single plugin call may take.
     #[serde(default = "one_minute", with = "humantime_serde")]
     pub call_timeout: Duration,
@@ -103,6 +114,15 @@ pub struct DaemonConfig {
 
 fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9780))
+}
+fn yes() -> bool {
+    true
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn one_hour() -> Duration {
+    Duration::from_secs(3600)
 }
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)

@@ -99,6 +99,7 @@ pub struct Shared {
     state: StateStore,
     policy: CallPolicy,
     restart: RetryPolicy,
+    auto_restart: Option<RetryPolicy>,
     node_id: String,
     statuses: Arc<dyn StatusSink>,
     views: Mutex<BTreeMap<u64, InstanceView>>,
@@ -163,6 +164,10 @@ pub struct ManagerSettings {
     pub policy: CallPolicy,
     /// Restarts of a failing instance: backoff and limit.
     pub restart: RetryPolicy,
+    /// Automatic restarts of a failed instance (after `restart` gave up): their
+    /// backoff; `None` leaves a failed instance failed until it is restarted through
+    /// the API or its config changes.
+    pub auto_restart: Option<RetryPolicy>,
     /// Longest wait for one instance to stop.
     pub stop_timeout: Duration,
     /// Where leased sources share their checkpoints (the supervisor); `None` for `local`.
@@ -202,6 +207,7 @@ impl Manager {
                 state,
                 policy: settings.policy,
                 restart: settings.restart,
+                auto_restart: settings.auto_restart,
                 node_id: settings.node_id,
                 statuses,
                 views: Mutex::new(BTreeMap::new()),
@@ -248,6 +254,7 @@ impl Manager {
                 .get(&item.connector_key, side(item.connector_type))
                 .map(|lib| lib.digest().to_string()),
             lease_epoch: leased(item).map(|l| l.epoch),
+            restarts: item.restarts,
         }
     }
 
@@ -494,57 +501,95 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
         config,
         lease: lease.map(|epoch| (item.id, epoch)),
     };
-    let ended = match lease {
-        None => run_with_restarts(&shared, &item, &spec, &stop).await,
-        Some(epoch) => loop {
-            // A source runs only while this node's lease is valid: it waits for the
-            // supervisor to confirm it, and stops when it is not renewed in time.
-            let leases = &shared.leases;
-            if !leases.valid(item.id, epoch) {
-                shared.report(
-                    &item,
-                    InstanceStatus::Pending,
-                    Some(format!(
-                        "waiting for the supervisor to confirm lease epoch {epoch}"
-                    )),
-                );
-                leases.request_renewal();
-                if !leases.wait_valid(item.id, epoch, &stop).await {
-                    break Err(GaveUp::Cancelled);
-                }
+    // Automatic restarts after the restart policy gave up, counted from 1.
+    let mut automatic = 0u32;
+    loop {
+        let ended = match lease {
+            None => run_with_restarts(&shared, &item, &spec, &stop).await,
+            Some(epoch) => run_leased(&shared, &item, &spec, epoch, &stop).await,
+        };
+        let reason = match ended {
+            // Stopped on request.
+            Ok(()) | Err(GaveUp::Cancelled) => {
+                return shared.report(&item, InstanceStatus::Inactive, None)
             }
-            let lease_held = stop.child_token();
-            let watch = tokio::spawn({
-                let (leases, lost) = (leases.clone(), lease_held.clone());
-                async move { leases.watch(item.id, epoch, lost).await }
-            });
-            let ended = run_with_restarts(&shared, &item, &spec, &lease_held).await;
-            watch.abort();
-            if stop.is_cancelled() || !lease_held.is_cancelled() {
-                break ended;
+            Err(GaveUp::Permanent(failure)) => {
+                return park(InstanceStatus::Failed, Some(failure.reason)).await
             }
-            shared.report(
-                &item,
-                InstanceStatus::Pending,
-                Some(format!(
-                    "stopped: lease epoch {epoch} was not renewed in time (the supervisor is \
-                     unreachable, or gave the source to another node)"
-                )),
-            );
-        },
-    };
-    match ended {
-        // Stopped on request.
-        Ok(()) | Err(GaveUp::Cancelled) => shared.report(&item, InstanceStatus::Inactive, None),
-        Err(GaveUp::Permanent(failure)) => park(InstanceStatus::Failed, Some(failure.reason)).await,
-        Err(GaveUp::Exhausted { error, attempts }) => {
-            let reason = format!(
+            Err(GaveUp::Exhausted { error, attempts }) => format!(
                 "{} (gave up after {} restarts)",
                 error.reason,
                 attempts.saturating_sub(1)
-            );
-            park(InstanceStatus::Failed, Some(reason)).await
+            ),
+        };
+        let Some(policy) = &shared.auto_restart else {
+            return park(InstanceStatus::Failed, Some(reason)).await;
+        };
+        automatic += 1;
+        let delay = policy.delay(automatic);
+        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + delay);
+        shared.report(
+            &item,
+            InstanceStatus::Failed,
+            Some(format!(
+                "{reason}; automatic restart {automatic} at {at} (in {}s)",
+                delay.as_secs()
+            )),
+        );
+        tokio::select! {
+            _ = stop.cancelled() => return shared.report(&item, InstanceStatus::Inactive, None),
+            _ = tokio::time::sleep(delay) => {}
         }
+        tracing::info!(
+            attempt = automatic,
+            "automatic restart of a failed instance"
+        );
+    }
+}
+
+/// Runs a leased source while this node's lease is valid: it waits for the supervisor
+/// to confirm the lease, and stops when the lease is not renewed in time (then waits
+/// for it again).
+async fn run_leased(
+    shared: &Shared,
+    item: &InstanceItem,
+    spec: &InstanceSpec,
+    epoch: u64,
+    stop: &CancellationToken,
+) -> Result<(), GaveUp<RunFailure>> {
+    loop {
+        let leases = &shared.leases;
+        if !leases.valid(item.id, epoch) {
+            shared.report(
+                item,
+                InstanceStatus::Pending,
+                Some(format!(
+                    "waiting for the supervisor to confirm lease epoch {epoch}"
+                )),
+            );
+            leases.request_renewal();
+            if !leases.wait_valid(item.id, epoch, stop).await {
+                return Err(GaveUp::Cancelled);
+            }
+        }
+        let lease_held = stop.child_token();
+        let watch = tokio::spawn({
+            let (leases, lost, id) = (leases.clone(), lease_held.clone(), item.id);
+            async move { leases.watch(id, epoch, lost).await }
+        });
+        let ended = run_with_restarts(shared, item, spec, &lease_held).await;
+        watch.abort();
+        if stop.is_cancelled() || !lease_held.is_cancelled() {
+            return ended;
+        }
+        shared.report(
+            item,
+            InstanceStatus::Pending,
+            Some(format!(
+                "stopped: lease epoch {epoch} was not renewed in time (the supervisor is \
+                 unreachable, or gave the source to another node)"
+            )),
+        );
     }
 }
 

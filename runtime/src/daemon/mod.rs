@@ -112,6 +112,7 @@ pub async fn run(
                 retry: RetryPolicy::default(),
             },
             restart: restart_policy(&config),
+            auto_restart: auto_restart_policy(&config),
             stop_timeout: config.shutdown_timeout,
         },
         db,
@@ -244,6 +245,18 @@ pub fn restart_policy(config: &DaemonConfig) -> RetryPolicy {
         max_attempts: config.max_restarts.saturating_add(1),
         healthy_after: Some(Duration::from_secs(60)),
     }
+}
+
+/// Automatic restarts of a failed instance: a long backoff, growing from
+/// `auto_restart_backoff` to `auto_restart_backoff_max`, never giving up; `None` when
+/// `auto_restart = false`.
+pub fn auto_restart_policy(config: &DaemonConfig) -> Option<RetryPolicy> {
+    config.auto_restart.then_some(RetryPolicy {
+        initial: config.auto_restart_backoff,
+        max: config.auto_restart_backoff_max,
+        max_attempts: u32::MAX,
+        healthy_after: None,
+    })
 }
 
 /// Sends a heartbeat and takes the source leases its answer renews; the lease counts

@@ -16,6 +16,8 @@ pub struct Wanted {
     /// A source's lease epoch: a source given to this node anew restarts (and resumes
     /// from the checkpoint shared since).
     pub lease_epoch: Option<u64>,
+    /// Restarts asked for through the API: one more restarts the instance.
+    pub restarts: u64,
 }
 
 /// The steps to apply, each a list of instance ids in ascending order.
@@ -64,6 +66,7 @@ mod tests {
             run,
             plugin: Some("a1".into()),
             lease_epoch: None,
+            restarts: 0,
         }
     }
 
@@ -79,6 +82,21 @@ mod tests {
         type Case = (&'static str, Vec<(u64, Wanted)>, Vec<(u64, Wanted)>, Plan);
         let cases: Vec<Case> = vec![
             ("nothing", vec![], vec![], Plan::default()),
+            (
+                "a restart asked for",
+                vec![(
+                    1,
+                    Wanted {
+                        restarts: 1,
+                        ..w(1, true)
+                    },
+                )],
+                vec![(1, w(1, true))],
+                Plan {
+                    restart: vec![1],
+                    ..Plan::default()
+                },
+            ),
             (
                 "new",
                 vec![(1, w(1, true))],

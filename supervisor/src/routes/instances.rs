@@ -145,6 +145,27 @@ pub(super) async fn stop(
     Ok((StatusCode::ACCEPTED, Json(item)))
 }
 
+pub(super) async fn restart(
+    _: Authorized<ManageCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+) -> Result<(StatusCode, Json<InstanceItem>), ApiError> {
+    let item = supervisor.restart(ids.deployment_id, ids.instance())?;
+    Ok((StatusCode::ACCEPTED, Json(item)))
+}
+
+/// `?only_failed=true` restarts only the failed instances.
+pub(super) async fn restart_all(
+    _: Authorized<ManageCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+    query: QueryMap,
+) -> Result<(StatusCode, Json<Vec<InstanceItem>>), ApiError> {
+    let only_failed = query.bool("only_failed")?.unwrap_or(false);
+    let items = supervisor.restart_all(ids.deployment_id, only_failed)?;
+    Ok((StatusCode::ACCEPTED, Json(items)))
+}
+
 pub(super) async fn start(
     _: Authorized<ManageCalls>,
     State(supervisor): State<Supervisor>,

@@ -16,8 +16,9 @@ mod keys;
 mod nodes;
 
 pub use ld_protocol::routes::{
-    ACTIVATE, CATALOG, INSTANCE, INSTANCES, INSTANCE_CHECKPOINT, INSTANCE_CONFIG, INSTANCE_START,
-    INSTANCE_STATUS, INSTANCE_STOP, KEY, KEYS, NODE, ROUTES,
+    ACTIVATE, CATALOG, INSTANCE, INSTANCES, INSTANCES_RESTART, INSTANCE_CHECKPOINT,
+    INSTANCE_CONFIG, INSTANCE_RESTART, INSTANCE_START, INSTANCE_STATUS, INSTANCE_STOP, KEY, KEYS,
+    NODE, ROUTES,
 };
 
 fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
@@ -31,6 +32,8 @@ fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
         ("PUT", INSTANCE_CONFIG) => on(filter, instances::set_config),
         ("POST", INSTANCE_STOP) => on(filter, instances::stop),
         ("POST", INSTANCE_START) => on(filter, instances::start),
+        ("POST", INSTANCE_RESTART) => on(filter, instances::restart),
+        ("POST", INSTANCES_RESTART) => on(filter, instances::restart_all),
         ("GET", INSTANCE_CHECKPOINT) => on(filter, nodes::checkpoint),
         ("PUT", INSTANCE_CHECKPOINT) => on(filter, nodes::save_checkpoint),
         ("PUT", NODE) => on(filter, nodes::heartbeat),
