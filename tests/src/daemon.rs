@@ -760,6 +760,15 @@ impl Node {
         self.instances().into_iter().find(|v| v["id"] == id)
     }
 
+    /// `GET /metrics` of the local API (Prometheus text).
+    pub fn metrics(&self) -> String {
+        let request = self
+            .http
+            .client()
+            .get(format!("{}/metrics", self.api_url()));
+        self.http.send(request).expect("metrics").body
+    }
+
     /// `GET /health`: (HTTP status, body).
     pub fn health(&self) -> (u16, Value) {
         let request = self.http.client().get(format!("{}/health", self.api_url()));

@@ -150,3 +150,93 @@ fn a_failed_instance_is_restarted_automatically_and_says_when() {
     supervisor.wait_status(sink, InstanceStatus::Active, Duration::from_secs(30));
     wait_lines(&dir.path().join("auto.txt"), 500, Duration::from_secs(30));
 }
+
+/// The value of the first series of `name` whose labels contain every one of `labels`.
+fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn per_instance_metrics_show_messages_in_and_out_errors_retries_lag_and_last_success() {
+    let supervisor = Supervisor::start();
+    let node = Node::start(&supervisor, "n1", NodeOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ids.txt");
+    supervisor.activate(
+        "gen",
+        "random",
+        "source",
+        json!({"enabled": true, "streams": [{"stream": "m", "topic": "t"}],
+               "plugin_config": {"seed": 1, "count": 3000, "rate": 0, "batch_size": 100}}),
+    );
+    // A slow sink that fails twice before it writes: a lag builds up, errors and
+    // retries are counted.
+    supervisor.activate(
+        "rec",
+        "test",
+        "sink",
+        json!({"enabled": true, "streams": [{"stream": "m", "topics": ["t"], "batch_length": 100}],
+               "plugin_config": {"output_file": out, "transient_failures": 2, "delay_ms": 40}}),
+    );
+    let rec = ["instance=\"rec\"", "connector=\"test\""];
+    let started = std::time::Instant::now();
+    let mut most_lag = 0.0f64;
+    loop {
+        let metrics = node.metrics();
+        if let Some(lag) = series(&metrics, "ld_instance_lag_messages", &rec) {
+            most_lag = most_lag.max(lag);
+        }
+        if series(&metrics, "ld_instance_messages_total", &rec) == Some(3000.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not done:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = node.metrics();
+    eprintln!("{metrics}");
+    assert!(most_lag > 0.0, "a lag was seen while the sink was slow");
+    let lag = ["instance=\"rec\"", "topic=\"m/t\"", "partition=\"0\""];
+    assert_eq!(
+        series(&metrics, "ld_instance_lag_messages", &lag),
+        Some(0.0)
+    );
+    assert_eq!(
+        series(&metrics, "ld_instance_messages_in_total", &rec),
+        Some(3000.0)
+    );
+    let gen = ["instance=\"gen\""];
+    assert_eq!(
+        series(&metrics, "ld_instance_messages_in_total", &gen),
+        Some(3000.0)
+    );
+    assert_eq!(
+        series(&metrics, "ld_instance_messages_total", &gen),
+        Some(3000.0)
+    );
+    let transient = ["instance=\"rec\"", "kind=\"plugin_transient\""];
+    assert_eq!(
+        series(&metrics, "ld_instance_errors_by_kind_total", &transient),
+        Some(2.0)
+    );
+    assert_eq!(
+        series(&metrics, "ld_instance_retries_total", &rec),
+        Some(2.0)
+    );
+    let last = series(&metrics, "ld_instance_last_success_timestamp_seconds", &rec).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        now - last < 60.0 && last <= now + 1.0,
+        "last success {last}, now {now}"
+    );
+}

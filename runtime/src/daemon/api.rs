@@ -7,6 +7,7 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::ge
 use serde_json::json;
 
 use super::manager::{InstanceView, Manager};
+use crate::instance::ERROR_KINDS;
 
 /// The router of the local API.
 pub fn router(manager: Arc<Manager>) -> Router {
@@ -73,11 +74,21 @@ fn label(s: &str) -> String {
 async fn metrics(State(manager): State<Arc<Manager>>) -> impl IntoResponse {
     let views = manager.views();
     let mut out = String::new();
-    let counters: [(&str, &str, Counter); 5] = [
+    let counters: [(&str, &str, Counter); 7] = [
         (
             "ld_instance_messages_total",
-            "Messages delivered by the instance.",
+            "Messages delivered by the instance (out: a sink's plugin wrote them, a source's were appended).",
             |m| m.messages.load(Ordering::Relaxed),
+        ),
+        (
+            "ld_instance_messages_in_total",
+            "Messages taken in by the instance (a sink read them, a source's plugin produced them).",
+            |m| m.messages_in.load(Ordering::Relaxed),
+        ),
+        (
+            "ld_instance_retries_total",
+            "Calls retried after a transient failure.",
+            |m| m.retries.load(Ordering::Relaxed),
         ),
         (
             "ld_instance_bytes_total",
@@ -113,6 +124,43 @@ async fn metrics(State(manager): State<Arc<Manager>>) -> impl IntoResponse {
         for v in &views {
             let value = v.metrics.as_deref().map_or(0, get);
             let _ = writeln!(out, "{name}{{{}}} {value}", labels(v));
+        }
+    }
+    let _ = writeln!(out, "# HELP ld_instance_errors_by_kind_total Failed plugin or stream calls of the instance, by kind.\n# TYPE ld_instance_errors_by_kind_total counter");
+    for v in &views {
+        let Some(m) = &v.metrics else { continue };
+        for (kind, count) in ERROR_KINDS.iter().zip(&m.errors_by_kind) {
+            let _ = writeln!(
+                out,
+                "ld_instance_errors_by_kind_total{{{},kind=\"{kind}\"}} {}",
+                labels(v),
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP ld_instance_last_success_timestamp_seconds When a batch last went through (Unix time; 0: never).\n# TYPE ld_instance_last_success_timestamp_seconds gauge");
+    for v in &views {
+        let ms = v
+            .metrics
+            .as_deref()
+            .map_or(0, |m| m.last_success_ms.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "ld_instance_last_success_timestamp_seconds{{{}}} {}",
+            labels(v),
+            ms as f64 / 1000.0
+        );
+    }
+    let _ = writeln!(out, "# HELP ld_instance_lag_messages A sink's lag: messages in the partition after what it has read.\n# TYPE ld_instance_lag_messages gauge");
+    for v in &views {
+        let Some(m) = &v.metrics else { continue };
+        for ((topic, partition), lag) in m.lag.lock().expect("lag lock").iter() {
+            let _ = writeln!(
+                out,
+                "ld_instance_lag_messages{{{},topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                labels(v),
+                label(topic)
+            );
         }
     }
     let _ = writeln!(out, "# HELP ld_instance_restarts_total Restarts after failures.\n# TYPE ld_instance_restarts_total counter");

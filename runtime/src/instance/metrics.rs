@@ -15,6 +15,17 @@ pub struct InstanceMetrics {
     pub filtered: AtomicU64,
     /// Failed calls (retried or not).
     pub errors: AtomicU64,
+    /// Failed calls by kind, in the order of [`ERROR_KINDS`].
+    pub errors_by_kind: [AtomicU64; ERROR_KINDS.len()],
+    /// Messages taken in (sink: read from the stream; source: produced by the plugin).
+    pub messages_in: AtomicU64,
+    /// Calls retried after a transient failure.
+    pub retries: AtomicU64,
+    /// When a batch last went through, in milliseconds since the Unix epoch (0: never).
+    pub last_success_ms: AtomicU64,
+    /// A sink's lag per topic and partition: messages in the partition after what the
+    /// sink has read.
+    pub lag: std::sync::Mutex<std::collections::BTreeMap<(String, u32), u64>>,
     /// Set once the plugin opened: the instance is running.
     pub opened: std::sync::atomic::AtomicBool,
     /// Woken when `opened` is set.
@@ -24,6 +35,20 @@ pub struct InstanceMetrics {
     /// The failure being retried right now, if any: the instance's status shows it.
     pub trouble: tokio::sync::watch::Sender<Option<String>>,
 }
+
+/// The kinds of failed calls counted apart (`kind` label of the errors metric):
+/// a plugin's error by its kind, a plugin call over its deadline, the stream, a
+/// transform, the local state, anything else.
+pub const ERROR_KINDS: [&str; 8] = [
+    "plugin_transient",
+    "plugin_fatal",
+    "plugin_invalid_config",
+    "timeout",
+    "stream",
+    "transform",
+    "state",
+    "other",
+];
 
 /// A latency histogram with fixed buckets, in the Prometheus sense (cumulative on
 /// export).
@@ -74,6 +99,21 @@ impl InstanceMetrics {
         self.messages.fetch_add(messages as u64, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
+        self.last_success_ms
+            .store(crate::daemon::now_ms(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn taken_in(&self, messages: usize) {
+        self.messages_in
+            .fetch_add(messages as u64, Ordering::Relaxed);
+    }
+
+    /// Records a sink's lag on a partition.
+    pub(crate) fn set_lag(&self, topic: &str, partition: u32, lag: u64) {
+        self.lag
+            .lock()
+            .expect("lag lock")
+            .insert((topic.to_string(), partition), lag);
     }
 
     pub(crate) fn mark_opened(&self) {
@@ -90,7 +130,18 @@ impl InstanceMetrics {
         });
     }
 
-    pub(crate) fn error(&self) {
+    /// Counts a failed call of the kind named (one of [`ERROR_KINDS`]; anything else
+    /// counts as `other`).
+    pub(crate) fn error(&self, kind: &str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        let i = ERROR_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(ERROR_KINDS.len() - 1);
+        self.errors_by_kind[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ld_plugin_api::PluginError;
 use tokio_util::sync::CancellationToken;
 
-pub use metrics::{Histogram, InstanceMetrics, BUCKETS};
+pub use metrics::{Histogram, InstanceMetrics, BUCKETS, ERROR_KINDS};
 pub use retry::{Classify, GaveUp, Next, Retry, RetryPolicy, Verdict};
 pub use shared_checkpoint::{
     LeasedCheckpoints, SharedCheckpointError, SharedCheckpoints, SharedState,
@@ -78,7 +78,29 @@ impl Default for CallPolicy {
     }
 }
 
+/// The kind of a plugin's error, as the errors metric counts it.
+pub(crate) fn plugin_error_kind(error: &PluginError) -> &'static str {
+    match error.kind() {
+        ld_plugin_api::ErrorKind::InvalidConfig => "plugin_invalid_config",
+        _ if error.is_retryable() => "plugin_transient",
+        _ => "plugin_fatal",
+    }
+}
+
 impl TaskError {
+    /// The kind of failure, as the errors metric counts it
+    /// ([`ERROR_KINDS`]).
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            TaskError::Plugin { error, .. } => plugin_error_kind(error),
+            TaskError::Timeout { .. } => "timeout",
+            TaskError::Stream(_) => "stream",
+            TaskError::Transform(_) => "transform",
+            TaskError::State(_) => "state",
+            TaskError::Config(_) | TaskError::Fenced(_) => "other",
+        }
+    }
+
     /// Whether another attempt may succeed: a plugin's retryable error, or a stream
     /// that is unavailable for now.
     pub fn is_transient(&self) -> bool {
@@ -114,7 +136,7 @@ pub(crate) struct TaskRetry<'a> {
 
 impl Classify<TaskError> for &mut TaskRetry<'_> {
     fn classify(&mut self, error: &TaskError) -> Verdict {
-        self.metrics.error();
+        self.metrics.error(error.metric_kind());
         if error.is_transient() {
             Verdict::Retry
         } else {
@@ -124,6 +146,7 @@ impl Classify<TaskError> for &mut TaskRetry<'_> {
 
     fn retrying(&mut self, error: &TaskError, attempt: u32, delay: Duration) {
         self.retried = true;
+        self.metrics.retried();
         tracing::warn!(%error, attempt, retry_in = ?delay, "{} failed; retrying", self.call);
         self.metrics
             .set_trouble(Some(format!("retrying {} after: {error}", self.call)));

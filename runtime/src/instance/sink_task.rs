@@ -426,6 +426,14 @@ async fn deliver(
     shutdown: &CancellationToken,
 ) -> Result<Delivered, TaskError> {
     let before = polled.batch.len();
+    metrics.taken_in(before);
+    if let (Some(end), Some(last)) = (polled.end_offset, polled.batch.last_offset()) {
+        metrics.set_lag(
+            &topic.to_string(),
+            polled.partition,
+            end.saturating_sub(last + 1),
+        );
+    }
     let batch = transform::apply(transforms, polled.batch)?;
     let dropped = before - batch.len();
     if dropped > 0 {

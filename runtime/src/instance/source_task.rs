@@ -170,7 +170,7 @@ async fn poll_loop(
     loop {
         for s in committed.drain(..) {
             if let Err(error) = plugin.committed(s).await {
-                metrics.error();
+                metrics.error(super::plugin_error_kind(&error));
                 tracing::warn!(%error, seq = s, "committed notification failed");
             }
         }
@@ -202,6 +202,7 @@ async fn poll_loop(
             continue;
         }
         let before = raw.len();
+        metrics.taken_in(before);
         let batch = transform::apply(transforms, to_message_batch(&raw))?;
         drop(raw);
         metrics.filtered.fetch_add(

@@ -667,9 +667,17 @@ impl Consumer for EmbeddedConsumer {
                 let batch = self.read(p, max)?;
                 if !batch.is_empty() {
                     self.next_partition = (p + 1) % partitions;
+                    // Not waited for: an append in progress holds the lock, and the
+                    // lag can wait for the next poll.
+                    let end_offset = self.topic.partitions[p as usize]
+                        .next_offset
+                        .try_lock()
+                        .ok()
+                        .map(|next| *next);
                     return Ok(Polled {
                         partition: p,
                         batch,
+                        end_offset,
                     });
                 }
             }

@@ -906,11 +906,17 @@ impl IggyConsumer {
         let mut batch = MessageBatch::with_capacity(messages.len(), messages_bytes(messages));
         push_polled(&mut batch, messages, self.assumed)?;
         let partition = fetched.partition;
+        // The server's current offset is the partition's last message.
+        let end_offset = Some(fetched.polled.current_offset + 1);
         fetched.next = end;
         if end == fetched.polled.messages.len() {
             self.fetched = None;
         }
-        Ok(Some(Polled { partition, batch }))
+        Ok(Some(Polled {
+            partition,
+            batch,
+            end_offset,
+        }))
     }
 
     /// One pass over the assigned partitions; `None` when none had messages. A poll
@@ -1011,6 +1017,7 @@ impl Consumer for IggyConsumer {
                 return Ok(Polled {
                     partition: self.assigned.first().copied().unwrap_or(0),
                     batch: MessageBatch::default(),
+                    end_offset: None,
                 });
             }
             tokio::time::sleep(self.poll_interval.min(deadline - now)).await;

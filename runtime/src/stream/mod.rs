@@ -110,6 +110,9 @@ pub struct Polled {
     pub partition: u32,
     /// The messages, with their offsets.
     pub batch: MessageBatch,
+    /// The partition's end as the backend saw it at this poll (the offset the next
+    /// appended message gets), when it knows it: what a reader's lag is counted against.
+    pub end_offset: Option<u64>,
 }
 
 /// What the engine and the tasks may rely on from a backend, declared by the backend
