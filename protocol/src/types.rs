@@ -187,6 +187,22 @@ pub struct InstanceItem {
     /// restarts the instance on its nodes, a failed one included.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restarts: u64,
+    /// *Extension:* what the instance did lately, from its nodes' heartbeats (in users'
+    /// lists only, not in a node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<InstanceActivity>,
+}
+
+/// *Extension:* a short summary of an instance's recent work, over its live nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceActivity {
+    /// Messages delivered in about the last minute: since the node's last heartbeat at
+    /// least a minute old (or since the supervisor first heard of the instance, when
+    /// that is less than a minute ago).
+    pub messages_last_minute: u64,
+    /// A sink's lag: messages after what it has read, summed over its nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -326,6 +342,14 @@ pub struct LocalInstanceStatus {
     pub reason: Option<String>,
     /// The config version the node is running.
     pub config_version: u64,
+    /// *Extension:* messages the instance delivered on this node since it started
+    /// there (a counter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    /// *Extension:* a sink's lag on this node: messages after what it has read, over
+    /// the partitions it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
 }
 
 /// *Extension:* body of `PUT /deployments/{dep}/nodes/{node_id}`.

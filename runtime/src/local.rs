@@ -63,6 +63,7 @@ fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
         nodes: Vec::new(),
         lease: None,
         restarts: 0,
+        activity: None,
     })
 }
 

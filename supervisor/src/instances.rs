@@ -120,6 +120,18 @@ impl Supervisor {
                     })
                     .collect();
                 let mut item = item(record, status, reason);
+                // Users see what it did lately; nodes get a list that changes only when
+                // their work does.
+                if view == View::Masked {
+                    let live_nodes: Vec<&str> = assigned
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|a| live.contains_key(a))
+                        .collect();
+                    item.activity =
+                        self.activity()
+                            .summary(deployment_id, item.id, &live_nodes, now);
+                }
                 item.nodes = placed;
                 item.lease = lease.map(|l| LeaseRef {
                     node_id: l.node_id,
@@ -252,6 +264,7 @@ impl Supervisor {
             return Err(not_found(deployment_id, id));
         }
         tracing::info!(deployment_id, id, "instance deleted");
+        self.activity().forget(deployment_id, id);
         self.changes().notify(deployment_id);
         Ok(())
     }
@@ -375,6 +388,7 @@ fn item(
         nodes: Vec::new(),
         lease: None,
         restarts: record.restarts,
+        activity: None,
     }
 }
 

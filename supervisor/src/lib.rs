@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod catalog;

@@ -67,6 +67,19 @@ impl Supervisor {
         }
         let previous = self.store().node(deployment_id, node_id)?;
         let mut reports = std::collections::BTreeMap::new();
+        let received = now_ms();
+        for local in &beat.instances {
+            if let Some(messages) = local.messages {
+                self.activity().record(
+                    deployment_id,
+                    local.instance_id,
+                    node_id,
+                    received,
+                    messages,
+                    local.lag,
+                );
+            }
+        }
         for local in beat.instances {
             reports.insert(
                 local.instance_id,

@@ -65,6 +65,8 @@ struct Inner {
     key_uses: Mutex<HashMap<String, u64>>,
     // When this process opened the store (leases count as renewed then).
     started_ms: u64,
+    // Nodes' counters of their instances, for the lists' activity summaries.
+    activity: crate::activity::Activity,
 }
 
 impl Supervisor {
@@ -83,6 +85,7 @@ impl Supervisor {
                 ),
                 key_uses: Mutex::new(HashMap::new()),
                 started_ms: now_ms(),
+                activity: Default::default(),
                 config,
             }),
         })
@@ -193,6 +196,10 @@ impl Supervisor {
     /// When this process opened the store, ms since the Unix epoch.
     pub(crate) fn started_ms(&self) -> u64 {
         self.inner.started_ms
+    }
+
+    pub(crate) fn activity(&self) -> &crate::activity::Activity {
+        &self.inner.activity
     }
 
     pub(crate) fn changes(&self) -> &Changes {

@@ -221,6 +221,8 @@ async fn node_calls_reach_the_supervisor() {
                 status: InstanceStatus::Active,
                 reason: None,
                 config_version: 1,
+                messages: Some(42),
+                lag: Some(3),
             }],
             at: ld_supervisor::now_ms(),
         },
@@ -237,6 +239,24 @@ async fn node_calls_reach_the_supervisor() {
     node.report_status(item.id, &report).await.unwrap();
     let shown = server.api.instance(item.id).await.unwrap().unwrap();
     assert_eq!(shown.status, InstanceStatus::Active);
+    // The heartbeat's counters make the users' summary (one sample: 0 messages yet).
+    assert_eq!(
+        shown.activity,
+        Some(ld_protocol::InstanceActivity {
+            messages_last_minute: 0,
+            lag: Some(3)
+        })
+    );
+    // A node's own list carries no summary: it changes only when its work does.
+    let mine = node
+        .instances("n1", None, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let ld_protocol::client::Assignment::Changed { instances, .. } = mine else {
+        panic!("a first answer")
+    };
+    assert!(!instances.is_empty());
+    assert!(instances.iter().all(|i| i.activity.is_none()));
     // A report on an instance the supervisor no longer knows counts as delivered.
     node.report_status(item.id + 100, &report).await.unwrap();
     // A node id that is not an id is one bad path segment, refused naming it.

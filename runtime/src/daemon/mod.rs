@@ -71,6 +71,14 @@ fn heartbeat_of(manager: &Manager) -> Heartbeat {
                 status: v.status,
                 reason: v.reason,
                 config_version: v.config_version,
+                messages: v
+                    .metrics
+                    .as_deref()
+                    .map(|m| m.messages.load(std::sync::atomic::Ordering::Relaxed)),
+                lag: v.metrics.as_deref().and_then(|m| {
+                    let lag = m.lag.lock().expect("lag lock");
+                    (!lag.is_empty()).then(|| lag.values().sum())
+                }),
             })
             .collect(),
         at: now_ms(),
