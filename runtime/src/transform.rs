@@ -310,16 +310,46 @@ fn apply_to(transforms: &[Transform], object: &mut Map<String, Value>) -> bool {
 
 /// Runs `transforms` over a batch, returning the transformed batch (ids, offsets,
 /// timestamps and headers kept; dropped messages left out). With no transform the
-/// batch is returned untouched, without parsing anything.
+/// batch is returned untouched, without parsing anything. The first message a
+/// transform cannot process fails the whole batch.
 pub fn apply(transforms: &[Transform], batch: MessageBatch) -> Result<MessageBatch, ApplyError> {
     if transforms.is_empty() {
         return Ok(batch);
     }
+    run(transforms, &batch, |_, e| Err(e))
+}
+
+/// Like [`apply`], but a message a transform cannot process is left out of the result
+/// and named in `failed` (its index in `batch`, and why) instead of failing the batch.
+/// The batch is borrowed, so the caller still has the messages that failed; with no
+/// transform the result is a copy (callers skip the call then).
+pub fn apply_tolerant(
+    transforms: &[Transform],
+    batch: &MessageBatch,
+    failed: &mut Vec<(usize, ApplyError)>,
+) -> MessageBatch {
+    if transforms.is_empty() {
+        return batch.clone();
+    }
+    run(transforms, batch, |i, e| {
+        failed.push((i, e));
+        Ok(())
+    })
+    .expect("a tolerant run does not fail")
+}
+
+/// The transforms over every message; `on_fail` decides what a message that cannot be
+/// processed does to the batch.
+fn run(
+    transforms: &[Transform],
+    batch: &MessageBatch,
+    mut on_fail: impl FnMut(usize, ApplyError) -> Result<(), ApplyError>,
+) -> Result<MessageBatch, ApplyError> {
     let first = transforms[0].name();
     let mut out = MessageBatch::with_capacity(batch.len(), batch.byte_len() + batch.len() * 32);
     let mut payload = Vec::new();
     let mut headers: Vec<(&str, &[u8])> = Vec::new();
-    for message in batch.iter() {
+    for (i, message) in batch.iter().enumerate() {
         let e = message.entry();
         let fail = |reason: String| ApplyError {
             transform: first,
@@ -327,22 +357,33 @@ pub fn apply(transforms: &[Transform], batch: MessageBatch) -> Result<MessageBat
             id: e.id,
             reason,
         };
-        if e.schema != Schema::Json {
-            return Err(fail(format!(
+        let object = if e.schema != Schema::Json {
+            Err(fail(format!(
                 "its schema is {}, transforms need json",
                 e.schema.as_str()
-            )));
-        }
-        let mut object = match serde_json::from_slice::<Value>(message.payload()) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(fail("the payload is JSON but not an object".into())),
-            Err(err) => return Err(fail(format!("the payload is not valid JSON: {err}"))),
+            )))
+        } else {
+            match serde_json::from_slice::<Value>(message.payload()) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err(fail("the payload is JSON but not an object".into())),
+                Err(err) => Err(fail(format!("the payload is not valid JSON: {err}"))),
+            }
+        };
+        let mut object = match object {
+            Ok(object) => object,
+            Err(error) => {
+                on_fail(i, error)?;
+                continue;
+            }
         };
         if !apply_to(transforms, &mut object) {
             continue;
         }
         payload.clear();
-        serde_json::to_writer(&mut payload, &object).map_err(|err| fail(err.to_string()))?;
+        if let Err(err) = serde_json::to_writer(&mut payload, &object) {
+            on_fail(i, fail(err.to_string()))?;
+            continue;
+        }
         headers.clear();
         headers.extend(message.headers());
         out.push(
@@ -375,6 +416,29 @@ mod tests {
             );
         }
         b
+    }
+
+    #[test]
+    fn a_tolerant_run_leaves_out_and_names_what_it_cannot_process() {
+        let t = parse_list(&json!([
+            {"type": "add_fields", "fields": [{"key": "k", "value": {"static": 1}}]}
+        ]))
+        .unwrap();
+        let mut failed = Vec::new();
+        let input = batch(&[r#"{"a":1}"#, "nope", "[1]", r#"{"b":2}"#]);
+        let out = apply_tolerant(&t, &input, &mut failed);
+        assert_eq!(
+            payloads(&out),
+            vec![json!({"a":1,"k":1}), json!({"b":2,"k":1})]
+        );
+        let failed: Vec<(usize, u64, &str)> = failed
+            .iter()
+            .map(|(i, e)| (*i, e.offset, e.transform))
+            .collect();
+        assert_eq!(failed, vec![(1, 11, "add_fields"), (2, 12, "add_fields")]);
+        // The strict run fails on the first of them.
+        let e = apply(&t, batch(&[r#"{"a":1}"#, "nope"])).unwrap_err();
+        assert_eq!(e.offset, 11);
     }
 
     fn payloads(b: &MessageBatch) -> Vec<Value> {

@@ -82,6 +82,7 @@ async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Pa
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin: random
                 .new_source("gen", &source_config, None)
                 .await
@@ -107,6 +108,7 @@ async fn pipeline(os: &OpenSearch, docs: u64, index: &str, cache: &std::path::Pa
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin,
             backend,
             policy,

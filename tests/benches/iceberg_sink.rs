@@ -144,6 +144,7 @@ async fn sink_run(rows: u64, cache: &Path) -> (f64, usize) {
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin,
             backend,
             policy: CallPolicy::default(),

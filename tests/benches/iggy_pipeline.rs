@@ -165,6 +165,7 @@ impl Bench {
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin: random.new_source("gen", &config, None).await.unwrap(),
             backend: self.backend(),
             state,
@@ -195,6 +196,7 @@ impl Bench {
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin: stdout
                 .new_sink("out", r#"{"print_payload": false}"#)
                 .await

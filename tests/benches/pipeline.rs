@@ -109,6 +109,7 @@ async fn pipeline(messages: u64, durability: Durability, cache: &std::path::Path
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin: random
                 .new_source("gen", &source_config, None)
                 .await
@@ -134,6 +135,7 @@ async fn pipeline(messages: u64, durability: Durability, cache: &std::path::Path
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin: stdout
                 .new_sink("out", r#"{"print_payload": false}"#)
                 .await

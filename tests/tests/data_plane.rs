@@ -68,6 +68,7 @@ impl Fixture {
             instance_key: "rec".into(),
             streams: vec![self.stream()],
             transforms: transform::parse_list(&transforms).unwrap(),
+            errors: Default::default(),
             plugin: lib.new_sink("rec", &config.to_string()).await.unwrap(),
             backend: Arc::new(self.log.clone()),
             policy: CallPolicy {

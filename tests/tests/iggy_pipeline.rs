@@ -66,6 +66,7 @@ async fn random_source_through_iggy_to_a_sink_delivers_every_id() {
                 durability: Default::default(),
             }],
             transforms: vec![],
+            errors: Default::default(),
             plugin: random
                 .new_source(
                     "gen",
@@ -100,6 +101,7 @@ async fn random_source_through_iggy_to_a_sink_delivers_every_id() {
                     durability: Default::default(),
                 }],
                 transforms: vec![],
+                errors: Default::default(),
                 plugin: lib.new_sink("rec", &config).await.unwrap(),
                 backend,
                 policy: CallPolicy::default(),

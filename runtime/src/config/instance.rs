@@ -103,6 +103,80 @@ pub struct InstanceConfig {
     pub plugin_config: Value,
     /// Transforms, in the order they run.
     pub transforms: Vec<Transform>,
+    /// What happens to a message that cannot be processed.
+    pub errors: ErrorPolicy,
+}
+
+/// What happens to a message a transform cannot process (`errors` in the config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorPolicy {
+    /// `none` (default): such a message fails the batch (and the instance, as any
+    /// failure does). `all`: it goes to the dead-letter topic and the rest flows on.
+    pub tolerance: Tolerance,
+    /// Where tolerated messages go, with headers naming where they came from and why
+    /// (needed with `tolerance = "all"`).
+    pub dead_letter: Option<crate::stream::TopicRef>,
+}
+
+/// See [`ErrorPolicy::tolerance`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tolerance {
+    /// A message that cannot be processed fails the batch.
+    #[default]
+    None,
+    /// It is set aside in the dead-letter topic.
+    All,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawErrors {
+    #[serde(default)]
+    tolerance: Tolerance,
+    #[serde(default)]
+    dead_letter: Option<RawDeadLetter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadLetter {
+    stream: String,
+    topic: String,
+}
+
+fn error_policy(raw: Option<RawErrors>) -> Result<ErrorPolicy, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(ErrorPolicy::default());
+    };
+    let dead_letter = match raw.dead_letter {
+        None => None,
+        Some(d) => {
+            if d.stream.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "errors.dead_letter.stream",
+                    "must not be empty",
+                ));
+            }
+            if d.topic.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "errors.dead_letter.topic",
+                    "must not be empty",
+                ));
+            }
+            Some(crate::stream::TopicRef::new(d.stream, d.topic))
+        }
+    };
+    if raw.tolerance == Tolerance::All && dead_letter.is_none() {
+        return Err(ConfigError::new(
+            "errors.dead_letter",
+            "missing: with tolerance = \"all\" the messages that cannot be processed go to a dead-letter topic ({\"stream\": ..., \"topic\": ...})",
+        ));
+    }
+    Ok(ErrorPolicy {
+        tolerance: raw.tolerance,
+        dead_letter,
+    })
 }
 
 /// A field of Iggy's connector format that is accepted but has no effect here, and why.
@@ -183,6 +257,8 @@ struct RawConfig {
     plugin_config: Option<Value>,
     #[serde(default)]
     transforms: Option<Value>,
+    #[serde(default)]
+    errors: Option<RawErrors>,
     // Identity fields of an Iggy connector file: `type` and `key` are read by the local
     // runner (the control plane gives them otherwise), not here.
     #[serde(default, rename = "type")]
@@ -378,6 +454,7 @@ impl InstanceConfig {
             streams,
             plugin_config,
             transforms,
+            errors: error_policy(raw.errors)?,
         };
         if config.enabled && config.stream_count() == 0 {
             return Err(ConfigError::new(
@@ -905,6 +982,26 @@ field = "data"
         assert_eq!(fsync[0].durability, TopicDurability::Fsync);
         // An add_fields without fields (Iggy's default: none) adds nothing, but loads.
         assert_eq!(c.transforms.len(), 1);
+    }
+
+    #[test]
+    fn errors_tolerance_all_needs_a_dead_letter_topic() {
+        let parse = |errors: Value| {
+            sink(json!({"streams": [{"stream": "s", "topics": ["t"]}], "errors": errors}))
+        };
+        let e = parse(json!({"tolerance": "all"})).unwrap_err();
+        assert_eq!(e.path, "errors.dead_letter");
+        let e = parse(json!({"tolerance": "some"})).unwrap_err();
+        assert!(e.path.starts_with("errors"), "{e:?}");
+        let c = parse(json!({"tolerance": "all", "dead_letter": {"stream": "s", "topic": "dlq"}}))
+            .unwrap();
+        assert_eq!(c.errors.tolerance, Tolerance::All);
+        assert_eq!(
+            c.errors.dead_letter,
+            Some(crate::stream::TopicRef::new("s", "dlq"))
+        );
+        let c = sink(json!({"streams": [{"stream": "s", "topics": ["t"]}]})).unwrap();
+        assert_eq!(c.errors, ErrorPolicy::default());
     }
 
     #[test]

@@ -74,7 +74,12 @@ fn label(s: &str) -> String {
 async fn metrics(State(manager): State<Arc<Manager>>) -> impl IntoResponse {
     let views = manager.views();
     let mut out = String::new();
-    let counters: [(&str, &str, Counter); 7] = [
+    let counters: [(&str, &str, Counter); 8] = [
+        (
+            "ld_instance_dead_lettered_total",
+            "Messages set aside in the instance's dead-letter topic.",
+            |m| m.dead_lettered.load(Ordering::Relaxed),
+        ),
         (
             "ld_instance_messages_total",
             "Messages delivered by the instance (out: a sink's plugin wrote them, a source's were appended).",

@@ -21,6 +21,8 @@ pub struct InstanceMetrics {
     pub messages_in: AtomicU64,
     /// Calls retried after a transient failure.
     pub retries: AtomicU64,
+    /// Messages set aside in the dead-letter topic.
+    pub dead_lettered: AtomicU64,
     /// When a batch last went through, in milliseconds since the Unix epoch (0: never).
     pub last_success_ms: AtomicU64,
     /// A sink's lag per topic and partition: messages in the partition after what the
@@ -139,6 +141,11 @@ impl InstanceMetrics {
             .position(|k| *k == kind)
             .unwrap_or(ERROR_KINDS.len() - 1);
         self.errors_by_kind[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dead_lettered(&self, messages: usize) {
+        self.dead_lettered
+            .fetch_add(messages as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn retried(&self) {

@@ -1,6 +1,7 @@
 //! Instance tasks: one tokio task per source or sink instance, moving batches between
 //! its plugin and the stream with at-least-once delivery.
 
+pub mod dead_letter;
 mod metrics;
 mod retry;
 mod shared_checkpoint;

@@ -9,10 +9,11 @@ use ld_plugin_api::SinkBatch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    dead_letter::{DeadLetters, Origin},
     deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError, STREAM_RETRY,
 };
 use crate::{
-    config::SinkStream,
+    config::{ErrorPolicy, SinkStream},
     plugin_host::SinkHandle,
     stream::{Consumer, Polled, StreamBackend, StreamError, TopicRef},
     transform::{self, Transform},
@@ -26,6 +27,8 @@ pub struct SinkTask {
     pub streams: Vec<SinkStream>,
     /// Transforms, in order.
     pub transforms: Vec<Transform>,
+    /// What happens to a message a transform cannot process.
+    pub errors: ErrorPolicy,
     /// The plugin instance, not yet opened.
     pub plugin: SinkHandle,
     /// Where to read from.
@@ -53,6 +56,7 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
         instance_key,
         streams,
         transforms,
+        errors,
         mut plugin,
         backend,
         policy,
@@ -61,6 +65,10 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
     if !open_plugin(&mut plugin, &policy, &metrics, &shutdown).await? {
         return Ok(());
     }
+    let mut stage = Stage {
+        dead_letters: DeadLetters::open(&*backend, &errors, &instance_key).await?,
+        transforms,
+    };
 
     let mut readers = Vec::new();
     for s in &streams {
@@ -88,7 +96,7 @@ pub async fn run_sink(task: SinkTask, shutdown: CancellationToken) -> Result<(),
     let mut ledger = Ledger::default();
     let mut result = consume_loop(
         &mut readers,
-        &transforms,
+        &mut stage,
         &mut plugin,
         &mut ledger,
         &policy,
@@ -291,7 +299,7 @@ impl Due {
 
 async fn consume_loop(
     readers: &mut [Reader],
-    transforms: &[Transform],
+    stage: &mut Stage,
     plugin: &mut SinkHandle,
     ledger: &mut Ledger,
     policy: &CallPolicy,
@@ -350,9 +358,7 @@ async fn consume_loop(
         }
         // Deliver this batch while committing the last one and reading the next one
         // from the same reader.
-        let deliver = deliver(
-            &topic, polled, transforms, plugin, policy, metrics, shutdown,
-        );
+        let deliver = deliver(&topic, polled, stage, plugin, policy, metrics, shutdown);
         let reader = &mut readers[idx];
         let prefetch = async {
             for due in here {
@@ -405,6 +411,13 @@ async fn consume_loop(
     Ok(())
 }
 
+/// What a batch goes through before the plugin: the transforms, and the dead-letter
+/// topic for messages they cannot process (when the instance tolerates them).
+struct Stage {
+    transforms: Vec<Transform>,
+    dead_letters: Option<DeadLetters>,
+}
+
 /// What became of one polled batch.
 enum Delivered {
     /// The plugin consumed it.
@@ -419,7 +432,7 @@ enum Delivered {
 async fn deliver(
     topic: &TopicRef,
     polled: Polled,
-    transforms: &[Transform],
+    stage: &mut Stage,
     plugin: &mut SinkHandle,
     policy: &CallPolicy,
     metrics: &InstanceMetrics,
@@ -434,7 +447,20 @@ async fn deliver(
             end.saturating_sub(last + 1),
         );
     }
-    let batch = transform::apply(transforms, polled.batch)?;
+    let batch = match &mut stage.dead_letters {
+        Some(dead) if !stage.transforms.is_empty() => {
+            let mut failed = Vec::new();
+            let out = transform::apply_tolerant(&stage.transforms, &polled.batch, &mut failed);
+            let origin = Origin {
+                topic,
+                partition: Some(polled.partition),
+            };
+            dead.send(origin, &polled.batch, &failed, metrics, shutdown)
+                .await?;
+            out
+        }
+        _ => transform::apply(&stage.transforms, polled.batch)?,
+    };
     let dropped = before - batch.len();
     if dropped > 0 {
         metrics

@@ -12,11 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    dead_letter::{DeadLetters, Origin},
     deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, LeasedCheckpoints,
     SharedCheckpointError, TaskError, STREAM_RETRY,
 };
 use crate::{
-    config::SourceStream,
+    config::{ErrorPolicy, SourceStream},
     plugin_host::SourceHandle,
     state::StateStore,
     stream::{embedded::now_micros, MessageBatch, Producer, StreamBackend, TopicRef},
@@ -31,6 +32,8 @@ pub struct SourceTask {
     pub streams: Vec<SourceStream>,
     /// Transforms, in order.
     pub transforms: Vec<Transform>,
+    /// What happens to a message a transform cannot process.
+    pub errors: ErrorPolicy,
     /// The plugin instance (built with the last saved state), not yet opened.
     pub plugin: SourceHandle,
     /// Where to append.
@@ -78,6 +81,7 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
         instance_key,
         streams,
         transforms,
+        errors,
         mut plugin,
         backend,
         state,
@@ -98,6 +102,11 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
         producer.declare_schema(s.schema);
         producers.push((topic, producer));
     }
+    let mut stage = Stage {
+        dead_letters: DeadLetters::open(&*backend, &errors, &instance_key).await?,
+        topic: producers[0].0.clone(),
+        transforms,
+    };
     if !open_plugin(&mut plugin, &policy, &metrics, &shutdown).await? {
         return Ok(());
     }
@@ -119,7 +128,7 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
 
     let result = poll_loop(
         &mut plugin,
-        &transforms,
+        &mut stage,
         &jobs,
         &mut done,
         &policy,
@@ -156,9 +165,19 @@ pub async fn run_source(task: SourceTask, shutdown: CancellationToken) -> Result
     final_result
 }
 
+/// What a polled batch goes through before it is appended: the transforms, and the
+/// dead-letter topic for messages they cannot process (when the instance tolerates
+/// them).
+struct Stage {
+    transforms: Vec<Transform>,
+    dead_letters: Option<DeadLetters>,
+    /// Where the batches go (named in the dead letters' headers).
+    topic: TopicRef,
+}
+
 async fn poll_loop(
     plugin: &mut SourceHandle,
-    transforms: &[Transform],
+    stage: &mut Stage,
     jobs: &mpsc::Sender<Job>,
     done: &mut mpsc::UnboundedReceiver<Result<u64, TaskError>>,
     policy: &CallPolicy,
@@ -203,7 +222,21 @@ async fn poll_loop(
         }
         let before = raw.len();
         metrics.taken_in(before);
-        let batch = transform::apply(transforms, to_message_batch(&raw))?;
+        let batch = match &mut stage.dead_letters {
+            Some(dead) if !stage.transforms.is_empty() => {
+                let produced = to_message_batch(&raw);
+                let mut failed = Vec::new();
+                let out = transform::apply_tolerant(&stage.transforms, &produced, &mut failed);
+                let origin = Origin {
+                    topic: &stage.topic,
+                    partition: None,
+                };
+                dead.send(origin, &produced, &failed, metrics, shutdown)
+                    .await?;
+                out
+            }
+            _ => transform::apply(&stage.transforms, to_message_batch(&raw))?,
+        };
         drop(raw);
         metrics.filtered.fetch_add(
             (before - batch.len()) as u64,

@@ -1,0 +1,178 @@
+//! Error tolerance (issue 15): with `errors.tolerance = "all"`, a message a transform
+//! cannot process goes to the dead-letter topic, unchanged, with headers naming the
+//! instance, where it came from and why, and the rest flows on. `ld-connectord local`
+//! over the embedded log; the dead-letter topic is read back from the node's log after
+//! the run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ld_connectord::stream::{
+    embedded::{EmbeddedLog, EmbeddedSettings},
+    StreamBackend, TopicRef,
+};
+use ld_e2e_tests::local::{wait_for_ids, LocalRun};
+use serde_json::{json, Value};
+
+const COUNT: u64 = 200;
+const POISON_EVERY: u64 = 10;
+
+/// The test source: ids 1..=200, every tenth one not JSON.
+fn poisoned_source(errors: Option<Value>) -> Value {
+    let mut v = json!({"type": "source", "key": "test",
+           "streams": [{"stream": "s", "topic": "numbers"}],
+           "plugin_config": {"count": COUNT, "batch_size": 50, "interval_ms": 5,
+                             "poison_every": POISON_EVERY}});
+    if let Some(errors) = errors {
+        v["transforms"] =
+            json!([{"type": "add_fields", "fields": [{"key": "seen", "value": {"static": true}}]}]);
+        v["errors"] = errors;
+    }
+    v
+}
+
+/// Every message of a topic in the run's log: (payload, headers).
+async fn read_all(
+    state: &std::path::Path,
+    topic: &TopicRef,
+) -> Vec<(String, BTreeMap<String, String>)> {
+    let db = ld_connectord::engine::open_db(state).unwrap();
+    let log = EmbeddedLog::open(db, EmbeddedSettings::default()).unwrap();
+    let mut consumer = log.consumer(topic, "check").await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let polled = consumer
+            .poll(1000, Duration::from_millis(200))
+            .await
+            .unwrap();
+        if polled.batch.is_empty() {
+            return out;
+        }
+        for m in polled.batch.iter() {
+            let headers = m
+                .headers()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            out.push((String::from_utf8_lossy(m.payload()).into_owned(), headers));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_goes_to_the_dead_letter_topic_with_its_headers_while_the_rest_flows() {
+    let mut run = LocalRun::new(&["test_sink"]);
+    let out = run.path("ids.txt");
+    run.instance("gen", poisoned_source(None));
+    run.instance(
+        "rec",
+        json!({"type": "sink", "key": "test",
+               "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
+               "transforms": [{"type": "add_fields", "fields": [{"key": "seen", "value": {"static": true}}]}],
+               "errors": {"tolerance": "all", "dead_letter": {"stream": "s", "topic": "dead"}},
+               "plugin_config": {"output_file": out}}),
+    );
+    run.args(&["--api-listen", "127.0.0.1:0"]);
+    run.start();
+    let good = COUNT - COUNT / POISON_EVERY;
+    let ids = wait_for_ids(&out, Duration::from_secs(60), |ids| {
+        ids.len() as u64 >= good
+    });
+    // Give a poison message that would still arrive the time to do so.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, _) = run.terminate(Duration::from_secs(30));
+    assert!(ok, "clean exit; log:\n{}", run.log());
+    assert_eq!(
+        ids.len() as u64,
+        good,
+        "the rest flowed, the poison did not reach the sink"
+    );
+    assert!(ids.keys().all(|id| *id as u64 % POISON_EVERY != 0));
+    assert!(
+        run.log().contains("dead-letter"),
+        "the log says so:\n{}",
+        run.log()
+    );
+
+    let dead = read_all(&run.path("state"), &TopicRef::new("s", "dead")).await;
+    let payloads: Vec<&str> = dead.iter().map(|(p, _)| p.as_str()).collect();
+    let expected: Vec<String> = (1..=COUNT / POISON_EVERY)
+        .map(|i| format!("not json {}", i * POISON_EVERY))
+        .collect();
+    assert_eq!(
+        payloads, expected,
+        "each poison message once, unchanged, in order"
+    );
+    let (_, headers) = &dead[0];
+    assert_eq!(headers["ld-dlq-instance"], "rec");
+    assert_eq!(headers["ld-dlq-stream"], "s");
+    assert_eq!(headers["ld-dlq-topic"], "numbers");
+    assert_eq!(headers["ld-dlq-partition"], "0");
+    // Id 10 is the tenth message of the topic: offset 9.
+    assert_eq!(headers["ld-dlq-offset"], "9");
+    assert_eq!(headers["ld-dlq-stage"], "transform:add_fields");
+    assert!(
+        headers["ld-dlq-reason"].contains("not valid JSON"),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_sets_aside_what_its_transforms_cannot_process() {
+    let mut run = LocalRun::new(&["test_sink"]);
+    let out = run.path("ids.txt");
+    run.instance(
+        "gen",
+        poisoned_source(Some(
+            json!({"tolerance": "all", "dead_letter": {"stream": "s", "topic": "gen-dead"}}),
+        )),
+    );
+    run.instance(
+        "rec",
+        json!({"type": "sink", "key": "test",
+               "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
+               "plugin_config": {"output_file": out}}),
+    );
+    run.start();
+    let good = COUNT - COUNT / POISON_EVERY;
+    wait_for_ids(&out, Duration::from_secs(60), |ids| {
+        ids.len() as u64 >= good
+    });
+    let (ok, _) = run.terminate(Duration::from_secs(30));
+    assert!(ok, "clean exit; log:\n{}", run.log());
+    let dead = read_all(&run.path("state"), &TopicRef::new("s", "gen-dead")).await;
+    assert_eq!(dead.len() as u64, COUNT / POISON_EVERY);
+    let (payload, headers) = &dead[0];
+    assert_eq!(payload, "not json 10");
+    assert_eq!(headers["ld-dlq-instance"], "gen");
+    assert_eq!(headers["ld-dlq-topic"], "numbers", "where it was going");
+    assert!(
+        !headers.contains_key("ld-dlq-offset"),
+        "it had no offset yet"
+    );
+}
+
+#[test]
+fn without_tolerance_a_poison_message_fails_the_sink() {
+    let mut run = LocalRun::new(&["test_sink"]);
+    let out = run.path("ids.txt");
+    run.instance("gen", poisoned_source(None));
+    run.instance(
+        "rec",
+        json!({"type": "sink", "key": "test",
+               "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
+               "transforms": [{"type": "add_fields", "fields": [{"key": "seen", "value": {"static": true}}]}],
+               "plugin_config": {"output_file": out}}),
+    );
+    run.args(&["--max-restarts", "0"]);
+    run.start();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = run.log();
+    assert!(log.contains("not valid JSON"), "{log}");
+    // Nothing at or after the first poison message's batch was written.
+    let ids = ld_e2e_tests::local::read_ids(&out);
+    assert!(
+        ids.keys().all(|id| *id < POISON_EVERY as u128),
+        "{:?}",
+        ids.len()
+    );
+}
