@@ -501,6 +501,17 @@ impl SupervisorClient {
         .await
     }
 
+    /// A sink's offsets per partition, or a source's saved state, as the nodes last
+    /// reported them.
+    pub async fn offsets(&self, instance_id: u64) -> Result<crate::InstanceOffsets, ClientError> {
+        let path = routes::instance_offsets(self.deployment_id, instance_id);
+        Self::json(
+            Self::send(self.request(Method::GET, &path)).await?,
+            "offsets answer",
+        )
+        .await
+    }
+
     /// Restarts every running instance of the deployment, or only the failed ones;
     /// returns those restarted.
     pub async fn restart_all(&self, only_failed: bool) -> Result<Vec<InstanceItem>, ClientError> {

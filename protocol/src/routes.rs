@@ -37,6 +37,10 @@ pub const INSTANCE_RESTART: &str =
 /// *Extension:* restart every running instance of a deployment (`POST`), or with
 /// `?only_failed=true` the failed ones.
 pub const INSTANCES_RESTART: &str = "/deployments/{deployment_id}/connectors/instances/restart";
+/// *Extension:* a sink's committed offsets and lag per partition, or a source's saved
+/// state, as its nodes last reported them (`GET`).
+pub const INSTANCE_OFFSETS: &str =
+    "/deployments/{deployment_id}/connectors/instances/{instance_id}/offsets";
 /// *Extension:* a source's checkpoint shared between nodes: read (`GET`) and save
 /// (`PUT`, refused with 409 `fenced` unless the saver holds the current lease).
 pub const INSTANCE_CHECKPOINT: &str =
@@ -60,6 +64,7 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::POST, INSTANCE_START),
     (Method::POST, INSTANCE_RESTART),
     (Method::POST, INSTANCES_RESTART),
+    (Method::GET, INSTANCE_OFFSETS),
     (Method::GET, INSTANCE_CHECKPOINT),
     (Method::PUT, INSTANCE_CHECKPOINT),
     (Method::PUT, NODE),
@@ -186,6 +191,11 @@ pub fn instance_restart(deployment_id: u64, instance_id: u64) -> String {
     fill(INSTANCE_RESTART, &[&deployment_id, &instance_id])
 }
 
+/// [`INSTANCE_OFFSETS`] of one instance.
+pub fn instance_offsets(deployment_id: u64, instance_id: u64) -> String {
+    fill(INSTANCE_OFFSETS, &[&deployment_id, &instance_id])
+}
+
 /// [`INSTANCES_RESTART`] of a deployment.
 pub fn instances_restart(deployment_id: u64) -> String {
     fill(INSTANCES_RESTART, &[&deployment_id])
@@ -275,6 +285,6 @@ mod tests {
                 "{method} {template} twice"
             );
         }
-        assert_eq!(seen.len(), 16);
+        assert_eq!(seen.len(), 17);
     }
 }

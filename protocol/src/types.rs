@@ -350,6 +350,70 @@ pub struct LocalInstanceStatus {
     /// the partitions it reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<u64>,
+    /// *Extension:* a sink's progress on each partition it reads on this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionOffsets>,
+    /// *Extension:* a source's saved state on this node (base64 of the plugin's bytes),
+    /// when it has one and it is at most [`MAX_REPORTED_STATE`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_state: Option<String>,
+}
+
+/// A source's state bytes as the protocol carries them (standard base64).
+pub fn state_to_base64(state: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(state)
+}
+
+/// The largest source state a node reports with its heartbeats, in bytes.
+pub const MAX_REPORTED_STATE: usize = 16 * 1024;
+
+/// *Extension:* a sink's progress on one partition, as its node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffsets {
+    /// Stream name.
+    pub stream: String,
+    /// Topic name.
+    pub topic: String,
+    /// Partition id.
+    pub partition: u32,
+    /// The next offset committed for the sink's group: where a restart reads from
+    /// (absent until the sink committed on this node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<u64>,
+    /// The partition's end as last seen (the offset of the next message appended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<u64>,
+    /// Messages after what the sink read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+}
+
+/// *Extension:* answer to `GET .../instances/{instance_id}/offsets`: what each live node
+/// reported last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceOffsets {
+    /// The instance.
+    pub instance_id: u64,
+    /// `source` or `sink`.
+    pub connector_type: ConnectorType,
+    /// One entry per live node that reported on the instance.
+    pub nodes: Vec<NodeOffsets>,
+}
+
+/// *Extension:* one node's report of an instance's offsets or state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeOffsets {
+    /// The node.
+    pub node_id: String,
+    /// When the supervisor received it (milliseconds since the Unix epoch).
+    pub at: u64,
+    /// A sink's partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionOffsets>,
+    /// A source's saved state (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_state: Option<String>,
 }
 
 /// *Extension:* body of `PUT /deployments/{dep}/nodes/{node_id}`.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-use ld_protocol::InstanceActivity;
+use ld_protocol::{InstanceActivity, NodeOffsets};
 
 /// How far back the summary looks.
 const WINDOW_MS: u64 = 60_000;
@@ -20,10 +20,12 @@ struct Sample {
     lag: Option<u64>,
 }
 
-/// Samples per (deployment, instance, node), oldest first.
+/// Samples per (deployment, instance, node), oldest first; and each node's last report
+/// of an instance's offsets or state.
 #[derive(Default)]
 pub struct Activity {
     samples: Mutex<BTreeMap<(u64, u64, String), VecDeque<Sample>>>,
+    offsets: Mutex<BTreeMap<(u64, u64, String), NodeOffsets>>,
 }
 
 impl Activity {
@@ -86,9 +88,36 @@ impl Activity {
         summary
     }
 
+    /// Keeps a node's report of an instance's offsets or state (the last one counts).
+    pub fn record_offsets(&self, deployment_id: u64, instance_id: u64, report: NodeOffsets) {
+        self.offsets
+            .lock()
+            .expect("activity lock")
+            .insert((deployment_id, instance_id, report.node_id.clone()), report);
+    }
+
+    /// The last reports of an instance's offsets from `nodes`, in node order.
+    pub fn offsets(
+        &self,
+        deployment_id: u64,
+        instance_id: u64,
+        nodes: &[&str],
+    ) -> Vec<NodeOffsets> {
+        let offsets = self.offsets.lock().expect("activity lock");
+        nodes
+            .iter()
+            .filter_map(|n| offsets.get(&(deployment_id, instance_id, n.to_string())))
+            .cloned()
+            .collect()
+    }
+
     /// Forgets an instance (deleted).
     pub fn forget(&self, deployment_id: u64, instance_id: u64) {
         self.samples
+            .lock()
+            .expect("activity lock")
+            .retain(|(d, i, _), _| (*d, *i) != (deployment_id, instance_id));
+        self.offsets
             .lock()
             .expect("activity lock")
             .retain(|(d, i, _), _| (*d, *i) != (deployment_id, instance_id));

@@ -301,6 +301,32 @@ impl Supervisor {
         })
     }
 
+    /// A sink's offsets per partition, or a source's saved state, as the live nodes
+    /// last reported them.
+    pub fn instance_offsets(
+        &self,
+        deployment_id: u64,
+        id: u64,
+    ) -> Result<ld_protocol::InstanceOffsets, ApiError> {
+        let record = self
+            .store()
+            .instance(deployment_id, id)?
+            .ok_or_else(|| not_found(deployment_id, id))?;
+        let now = now_ms();
+        let ttl = self.config().node_ttl.as_millis() as u64;
+        let nodes = self.store().nodes(deployment_id)?;
+        let live: Vec<&str> = nodes
+            .iter()
+            .filter(|n| now.saturating_sub(n.last_seen_ms) <= ttl)
+            .map(|n| n.node_id.as_str())
+            .collect();
+        Ok(ld_protocol::InstanceOffsets {
+            instance_id: id,
+            connector_type: record.connector_type,
+            nodes: self.activity().offsets(deployment_id, id, &live),
+        })
+    }
+
     /// Asks every node that runs the instance to restart it (a failed one too).
     pub fn restart(&self, deployment_id: u64, id: u64) -> Result<InstanceItem, ApiError> {
         self.update(deployment_id, id, |record| {

@@ -69,6 +69,18 @@ impl Supervisor {
         let mut reports = std::collections::BTreeMap::new();
         let received = now_ms();
         for local in &beat.instances {
+            if !local.partitions.is_empty() || local.source_state.is_some() {
+                self.activity().record_offsets(
+                    deployment_id,
+                    local.instance_id,
+                    ld_protocol::NodeOffsets {
+                        node_id: node_id.to_string(),
+                        at: received,
+                        partitions: local.partitions.clone(),
+                        source_state: local.source_state.clone(),
+                    },
+                );
+            }
             if let Some(messages) = local.messages {
                 self.activity().record(
                     deployment_id,

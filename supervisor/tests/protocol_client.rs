@@ -223,6 +223,15 @@ async fn node_calls_reach_the_supervisor() {
                 config_version: 1,
                 messages: Some(42),
                 lag: Some(3),
+                partitions: vec![ld_protocol::PartitionOffsets {
+                    stream: "s".into(),
+                    topic: "t".into(),
+                    partition: 0,
+                    committed: Some(40),
+                    end: Some(45),
+                    lag: Some(3),
+                }],
+                source_state: None,
             }],
             at: ld_supervisor::now_ms(),
         },
@@ -247,6 +256,11 @@ async fn node_calls_reach_the_supervisor() {
             lag: Some(3)
         })
     );
+    // The node's last report of the partitions it reads.
+    let offsets = server.api.offsets(item.id).await.unwrap();
+    assert_eq!(offsets.nodes.len(), 1);
+    assert_eq!(offsets.nodes[0].node_id, "n1");
+    assert_eq!(offsets.nodes[0].partitions[0].committed, Some(40));
     // A node's own list carries no summary: it changes only when its work does.
     let mine = node
         .instances("n1", None, std::time::Duration::ZERO)

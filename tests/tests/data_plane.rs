@@ -87,7 +87,10 @@ impl Fixture {
     /// The group's committed next offset; 0 when nothing was committed (the embedded
     /// log registers a group at 0 when its first consumer starts).
     fn committed(&self) -> u64 {
-        self.log.committed(&self.topic, "g", 0).unwrap().unwrap_or(0)
+        self.log
+            .committed(&self.topic, "g", 0)
+            .unwrap()
+            .unwrap_or(0)
     }
 }
 
@@ -177,11 +180,7 @@ async fn a_filter_that_drops_messages_still_advances_the_offset() {
     let ids = ld_e2e_tests::local::read_ids(&fx.output());
     assert_eq!(ids.len(), 150);
     assert!(ids.keys().all(|id| id % 2 == 0), "only even ids kept");
-    assert_eq!(
-        fx.committed(),
-        300,
-        "dropped messages count as processed"
-    );
+    assert_eq!(fx.committed(), 300, "dropped messages count as processed");
     assert_eq!(
         metrics.filtered.load(std::sync::atomic::Ordering::Relaxed),
         150

@@ -86,7 +86,9 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_with_its_headers_while_t
         good,
         "the rest flowed, the poison did not reach the sink"
     );
-    assert!(ids.keys().all(|id| !(*id as u64).is_multiple_of(POISON_EVERY)));
+    assert!(ids
+        .keys()
+        .all(|id| !(*id as u64).is_multiple_of(POISON_EVERY)));
     assert!(
         run.log().contains("dead-letter"),
         "the log says so:\n{}",

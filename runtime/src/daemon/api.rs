@@ -159,12 +159,12 @@ async fn metrics(State(manager): State<Arc<Manager>>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP ld_instance_lag_messages A sink's lag: messages in the partition after what it has read.\n# TYPE ld_instance_lag_messages gauge");
     for v in &views {
         let Some(m) = &v.metrics else { continue };
-        for ((topic, partition), lag) in m.lag.lock().expect("lag lock").iter() {
+        for (topic, partition, lag) in m.lags() {
             let _ = writeln!(
                 out,
                 "ld_instance_lag_messages{{{},topic=\"{}\",partition=\"{partition}\"}} {lag}",
                 labels(v),
-                label(topic)
+                label(&topic.to_string())
             );
         }
     }

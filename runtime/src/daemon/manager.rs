@@ -230,6 +230,11 @@ impl Manager {
         self.shared.leases.clone()
     }
 
+    /// A source's saved state on this node, if any.
+    pub fn source_state(&self, instance_key: &str) -> Option<Vec<u8>> {
+        self.shared.state.source_state(instance_key).ok().flatten()
+    }
+
     /// Every instance the node manages.
     pub fn views(&self) -> Vec<InstanceView> {
         self.shared

@@ -47,6 +47,26 @@ pub struct RunInfo {
 const ASSIGNMENT_KEY: &str = "assignment";
 const LEASES_KEY: &str = "leases";
 
+/// A sink's progress per partition, as the heartbeat reports it.
+fn partition_offsets(
+    metrics: &crate::instance::InstanceMetrics,
+) -> Vec<ld_protocol::PartitionOffsets> {
+    metrics
+        .progress
+        .lock()
+        .expect("progress lock")
+        .iter()
+        .map(|((topic, partition), p)| ld_protocol::PartitionOffsets {
+            stream: topic.stream.clone(),
+            topic: topic.topic.clone(),
+            partition: *partition,
+            committed: p.committed,
+            end: p.end,
+            lag: p.lag(),
+        })
+        .collect()
+}
+
 fn heartbeat_of(manager: &Manager) -> Heartbeat {
     let catalog = manager.catalog();
     Heartbeat {
@@ -76,9 +96,18 @@ fn heartbeat_of(manager: &Manager) -> Heartbeat {
                     .as_deref()
                     .map(|m| m.messages.load(std::sync::atomic::Ordering::Relaxed)),
                 lag: v.metrics.as_deref().and_then(|m| {
-                    let lag = m.lag.lock().expect("lag lock");
-                    (!lag.is_empty()).then(|| lag.values().sum())
+                    let lags = m.lags();
+                    (!lags.is_empty()).then(|| lags.iter().map(|(_, _, lag)| lag).sum())
                 }),
+                partitions: v
+                    .metrics
+                    .as_deref()
+                    .map_or_else(Vec::new, partition_offsets),
+                source_state: (v.connector_type == "source")
+                    .then(|| manager.source_state(&v.key))
+                    .flatten()
+                    .filter(|state| state.len() <= ld_protocol::MAX_REPORTED_STATE)
+                    .map(|state| ld_protocol::state_to_base64(&state)),
             })
             .collect(),
         at: now_ms(),

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::stream::TopicRef;
+
 /// Counters of one instance.
 #[derive(Debug, Default)]
 pub struct InstanceMetrics {
@@ -25,9 +27,9 @@ pub struct InstanceMetrics {
     pub dead_lettered: AtomicU64,
     /// When a batch last went through, in milliseconds since the Unix epoch (0: never).
     pub last_success_ms: AtomicU64,
-    /// A sink's lag per topic and partition: messages in the partition after what the
-    /// sink has read.
-    pub lag: std::sync::Mutex<std::collections::BTreeMap<(String, u32), u64>>,
+    /// A sink's progress per topic and partition: what it read and committed, and the
+    /// partition's end.
+    pub progress: std::sync::Mutex<std::collections::BTreeMap<(TopicRef, u32), PartitionProgress>>,
     /// Set once the plugin opened: the instance is running.
     pub opened: std::sync::atomic::AtomicBool,
     /// Woken when `opened` is set.
@@ -51,6 +53,24 @@ pub const ERROR_KINDS: [&str; 8] = [
     "state",
     "other",
 ];
+
+/// What a sink did with one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// The next offset it reads.
+    pub read: u64,
+    /// The next offset committed (what a restart reads from), once it committed.
+    pub committed: Option<u64>,
+    /// The partition's end (the next offset appended), as last seen.
+    pub end: Option<u64>,
+}
+
+impl PartitionProgress {
+    /// Messages in the partition after what the sink read.
+    pub fn lag(&self) -> Option<u64> {
+        self.end.map(|end| end.saturating_sub(self.read))
+    }
+}
 
 /// A latency histogram with fixed buckets, in the Prometheus sense (cumulative on
 /// export).
@@ -110,12 +130,35 @@ impl InstanceMetrics {
             .fetch_add(messages as u64, Ordering::Relaxed);
     }
 
-    /// Records a sink's lag on a partition.
-    pub(crate) fn set_lag(&self, topic: &str, partition: u32, lag: u64) {
-        self.lag
+    /// Records what a sink read of a partition (up to `read`, the next offset), and the
+    /// partition's end when the backend said it.
+    pub(crate) fn set_read(&self, topic: &TopicRef, partition: u32, read: u64, end: Option<u64>) {
+        let mut progress = self.progress.lock().expect("progress lock");
+        let p = progress.entry((topic.clone(), partition)).or_default();
+        p.read = read;
+        if end.is_some() {
+            p.end = end;
+        }
+    }
+
+    /// Records a sink's commit on a partition (`next`: the next offset to read).
+    pub(crate) fn set_committed(&self, topic: &TopicRef, partition: u32, next: u64) {
+        self.progress
             .lock()
-            .expect("lag lock")
-            .insert((topic.to_string(), partition), lag);
+            .expect("progress lock")
+            .entry((topic.clone(), partition))
+            .or_default()
+            .committed = Some(next);
+    }
+
+    /// A sink's lag per partition: messages after what it read.
+    pub fn lags(&self) -> Vec<(TopicRef, u32, u64)> {
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .iter()
+            .filter_map(|((t, p), progress)| progress.lag().map(|lag| (t.clone(), *p, lag)))
+            .collect()
     }
 
     pub(crate) fn mark_opened(&self) {

@@ -287,7 +287,7 @@ impl Due {
         shutdown: &CancellationToken,
     ) -> Result<(), TaskError> {
         commit(
-            &mut *readers[self.reader].consumer,
+            &mut readers[self.reader],
             self.partition,
             self.next_offset,
             metrics,
@@ -363,7 +363,7 @@ async fn consume_loop(
         let prefetch = async {
             for due in here {
                 commit(
-                    &mut *reader.consumer,
+                    &mut *reader,
                     due.partition,
                     due.next_offset,
                     metrics,
@@ -440,12 +440,8 @@ async fn deliver(
 ) -> Result<Delivered, TaskError> {
     let before = polled.batch.len();
     metrics.taken_in(before);
-    if let (Some(end), Some(last)) = (polled.end_offset, polled.batch.last_offset()) {
-        metrics.set_lag(
-            &topic.to_string(),
-            polled.partition,
-            end.saturating_sub(last + 1),
-        );
+    if let Some(last) = polled.batch.last_offset() {
+        metrics.set_read(topic, polled.partition, last + 1, polled.end_offset);
     }
     let batch = match &mut stage.dead_letters {
         Some(dead) if !stage.transforms.is_empty() => {
@@ -501,7 +497,7 @@ async fn deliver(
 }
 
 async fn commit(
-    consumer: &mut dyn Consumer,
+    reader: &mut Reader,
     partition: u32,
     next_offset: u64,
     metrics: &InstanceMetrics,
@@ -509,8 +505,11 @@ async fn commit(
 ) -> Result<(), TaskError> {
     // Cancelled while waiting to retry: the offset stays where it was, and the batches
     // after it come again after a restart.
-    with_retries!("offset commit", &STREAM_RETRY, metrics, shutdown, async {
-        Ok::<_, TaskError>(consumer.commit(partition, next_offset).await?)
+    let committed = with_retries!("offset commit", &STREAM_RETRY, metrics, shutdown, async {
+        Ok::<_, TaskError>(reader.consumer.commit(partition, next_offset).await?)
     })?;
+    if committed.is_some() {
+        metrics.set_committed(&reader.topic, partition, next_offset);
+    }
     Ok(())
 }

@@ -145,6 +145,16 @@ pub(super) async fn stop(
     Ok((StatusCode::ACCEPTED, Json(item)))
 }
 
+pub(super) async fn offsets(
+    _: Authorized<ListCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+) -> Result<Json<ld_protocol::InstanceOffsets>, ApiError> {
+    Ok(Json(
+        supervisor.instance_offsets(ids.deployment_id, ids.instance())?,
+    ))
+}
+
 pub(super) async fn restart(
     _: Authorized<ManageCalls>,
     State(supervisor): State<Supervisor>,

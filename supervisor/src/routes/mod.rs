@@ -17,8 +17,8 @@ mod nodes;
 
 pub use ld_protocol::routes::{
     ACTIVATE, CATALOG, INSTANCE, INSTANCES, INSTANCES_RESTART, INSTANCE_CHECKPOINT,
-    INSTANCE_CONFIG, INSTANCE_RESTART, INSTANCE_START, INSTANCE_STATUS, INSTANCE_STOP, KEY, KEYS,
-    NODE, ROUTES,
+    INSTANCE_CONFIG, INSTANCE_OFFSETS, INSTANCE_RESTART, INSTANCE_START, INSTANCE_STATUS,
+    INSTANCE_STOP, KEY, KEYS, NODE, ROUTES,
 };
 
 fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
@@ -34,6 +34,7 @@ fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
         ("POST", INSTANCE_START) => on(filter, instances::start),
         ("POST", INSTANCE_RESTART) => on(filter, instances::restart),
         ("POST", INSTANCES_RESTART) => on(filter, instances::restart_all),
+        ("GET", INSTANCE_OFFSETS) => on(filter, instances::offsets),
         ("GET", INSTANCE_CHECKPOINT) => on(filter, nodes::checkpoint),
         ("PUT", INSTANCE_CHECKPOINT) => on(filter, nodes::save_checkpoint),
         ("PUT", NODE) => on(filter, nodes::heartbeat),
