@@ -31,6 +31,18 @@ fn poisoned_source(errors: Option<Value>) -> Value {
     v
 }
 
+/// The test sink writing ids to `out`, behind a transform that needs JSON objects.
+fn transforming_sink(out: &std::path::Path, errors: Option<Value>) -> Value {
+    let mut v = json!({"type": "sink", "key": "test",
+           "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
+           "transforms": [{"type": "add_fields", "fields": [{"key": "seen", "value": {"static": true}}]}],
+           "plugin_config": {"output_file": out}});
+    if let Some(errors) = errors {
+        v["errors"] = errors;
+    }
+    v
+}
+
 /// Every message of a topic in the run's log: (payload, headers).
 async fn read_all(
     state: &std::path::Path,
@@ -65,11 +77,10 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_with_its_headers_while_t
     run.instance("gen", poisoned_source(None));
     run.instance(
         "rec",
-        json!({"type": "sink", "key": "test",
-               "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
-               "transforms": [{"type": "add_fields", "fields": [{"key": "seen", "value": {"static": true}}]}],
-               "errors": {"tolerance": "all", "dead_letter": {"stream": "s", "topic": "dead"}},
-               "plugin_config": {"output_file": out}}),
+        transforming_sink(
+            &out,
+            Some(json!({"tolerance": "all", "dead_letter": {"stream": "s", "topic": "dead"}})),
+        ),
     );
     run.args(&["--api-listen", "127.0.0.1:0"]);
     run.start();
@@ -158,13 +169,7 @@ fn without_tolerance_a_poison_message_fails_the_sink() {
     let mut run = LocalRun::new(&["test_sink"]);
     let out = run.path("ids.txt");
     run.instance("gen", poisoned_source(None));
-    run.instance(
-        "rec",
-        json!({"type": "sink", "key": "test",
-               "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
-               "transforms": [{"type": "add_fields", "fields": [{"key": "seen", "value": {"static": true}}]}],
-               "plugin_config": {"output_file": out}}),
-    );
+    run.instance("rec", transforming_sink(&out, None));
     run.args(&["--max-restarts", "0"]);
     run.start();
     std::thread::sleep(Duration::from_secs(3));

@@ -34,6 +34,19 @@ fn pipeline(
     (sink.id, blocker)
 }
 
+/// A node that reports an instance failed after one restart, with `extra_toml`.
+fn failing_fast_node(supervisor: &Supervisor, extra_toml: &str) -> Node {
+    Node::start(
+        supervisor,
+        "n1",
+        NodeOptions {
+            max_restarts: 1,
+            extra_toml: extra_toml.into(),
+            ..NodeOptions::default()
+        },
+    )
+}
+
 fn lines(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
 }
@@ -53,15 +66,7 @@ fn wait_lines(path: &std::path::Path, n: usize, limit: Duration) {
 #[test]
 fn a_failed_instance_restarts_through_the_api_once_its_cause_is_fixed() {
     let supervisor = Supervisor::start();
-    let _node = Node::start(
-        &supervisor,
-        "n1",
-        NodeOptions {
-            max_restarts: 1,
-            extra_toml: "auto_restart = false\n".into(),
-            ..NodeOptions::default()
-        },
-    );
+    let _node = failing_fast_node(&supervisor, "auto_restart = false\n");
     let dir = tempfile::tempdir().unwrap();
     let (sink, blocker) = pipeline(&supervisor, dir.path(), "fixed");
     let failed = supervisor.wait_status(sink, InstanceStatus::Failed, Duration::from_secs(30));
@@ -112,14 +117,9 @@ fn restarting_a_stopped_instance_is_refused_with_409() {
 #[test]
 fn a_failed_instance_is_restarted_automatically_and_says_when() {
     let supervisor = Supervisor::start();
-    let _node = Node::start(
+    let _node = failing_fast_node(
         &supervisor,
-        "n1",
-        NodeOptions {
-            max_restarts: 1,
-            extra_toml: "auto_restart_backoff = \"2s\"\nauto_restart_backoff_max = \"4s\"\n".into(),
-            ..NodeOptions::default()
-        },
+        "auto_restart_backoff = \"2s\"\nauto_restart_backoff_max = \"4s\"\n",
     );
     let dir = tempfile::tempdir().unwrap();
     let (sink, blocker) = pipeline(&supervisor, dir.path(), "auto");
