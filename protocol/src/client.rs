@@ -512,6 +512,21 @@ impl SupervisorClient {
         .await
     }
 
+    /// Sets a stopped instance's offsets or state for its next start (`None`: resets
+    /// them); returns the instance.
+    pub async fn change_offsets(
+        &self,
+        instance_id: u64,
+        change: Option<&crate::OffsetsChange>,
+    ) -> Result<InstanceItem, ClientError> {
+        let path = routes::instance_offsets(self.deployment_id, instance_id);
+        let request = match change {
+            Some(change) => self.request(Method::PATCH, &path).json(change),
+            None => self.request(Method::DELETE, &path),
+        };
+        Self::json(Self::send(request).await?, "offsets answer").await
+    }
+
     /// Restarts every running instance of the deployment, or only the failed ones;
     /// returns those restarted.
     pub async fn restart_all(&self, only_failed: bool) -> Result<Vec<InstanceItem>, ClientError> {

@@ -38,7 +38,8 @@ pub const INSTANCE_RESTART: &str =
 /// `?only_failed=true` the failed ones.
 pub const INSTANCES_RESTART: &str = "/deployments/{deployment_id}/connectors/instances/restart";
 /// *Extension:* a sink's committed offsets and lag per partition, or a source's saved
-/// state, as its nodes last reported them (`GET`).
+/// state, as its nodes last reported them (`GET`); while the instance is stopped, set
+/// them (`PATCH`) or reset them (`DELETE`) for its next start.
 pub const INSTANCE_OFFSETS: &str =
     "/deployments/{deployment_id}/connectors/instances/{instance_id}/offsets";
 /// *Extension:* a source's checkpoint shared between nodes: read (`GET`) and save
@@ -65,6 +66,8 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::POST, INSTANCE_RESTART),
     (Method::POST, INSTANCES_RESTART),
     (Method::GET, INSTANCE_OFFSETS),
+    (Method::PATCH, INSTANCE_OFFSETS),
+    (Method::DELETE, INSTANCE_OFFSETS),
     (Method::GET, INSTANCE_CHECKPOINT),
     (Method::PUT, INSTANCE_CHECKPOINT),
     (Method::PUT, NODE),
@@ -285,6 +288,6 @@ mod tests {
                 "{method} {template} twice"
             );
         }
-        assert_eq!(seen.len(), 17);
+        assert_eq!(seen.len(), 19);
     }
 }

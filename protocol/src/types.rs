@@ -191,6 +191,10 @@ pub struct InstanceItem {
     /// lists only, not in a node's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<InstanceActivity>,
+    /// *Extension:* a change of offsets or state for the nodes to apply before the
+    /// instance's next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets_request: Option<OffsetsRequest>,
 }
 
 /// *Extension:* a short summary of an instance's recent work, over its live nodes.
@@ -357,6 +361,9 @@ pub struct LocalInstanceStatus {
     /// when it has one and it is at most [`MAX_REPORTED_STATE`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_state: Option<String>,
+    /// *Extension:* the generation of the last offsets change this node applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets_applied: Option<u64>,
 }
 
 /// A source's state bytes as the protocol carries them (standard base64).
@@ -389,6 +396,55 @@ pub struct PartitionOffsets {
     pub lag: Option<u64>,
 }
 
+/// *Extension:* body of `PATCH .../instances/{instance_id}/offsets`, accepted while the
+/// instance is stopped and applied by its nodes before its next start.
+///
+/// A sink: `{"sink": "earliest"}`, `{"sink": "latest"}`, `{"sink": {"offset": 500}}`
+/// (every partition), `{"sink": {"timestamp_ms": 1764400000000}}`. A source:
+/// `{"source_state": "<base64 of the plugin's state>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetsChange {
+    /// Where a sink's group reads from next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkPosition>,
+    /// A source's new saved state (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_state: Option<String>,
+}
+
+/// *Extension:* where a sink's group reads from next, on every partition it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkPosition {
+    /// The oldest message still stored.
+    Earliest,
+    /// Only what comes next.
+    Latest,
+    /// This offset (the next message read).
+    Offset(u64),
+    /// The first message at or after this time (milliseconds since the Unix epoch).
+    TimestampMs(u64),
+}
+
+/// *Extension:* a change of offsets or state that the instance's nodes apply before its
+/// next start (`reset`: `DELETE .../offsets`, a sink from its earliest message, a source
+/// from no state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetsRequest {
+    /// Grows with each request; a node applies each one once.
+    pub generation: u64,
+    /// A reset.
+    #[serde(default)]
+    pub reset: bool,
+    /// Where a sink reads from next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkPosition>,
+    /// A source's new state (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_state: Option<String>,
+}
+
 /// *Extension:* answer to `GET .../instances/{instance_id}/offsets`: what each live node
 /// reported last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +455,10 @@ pub struct InstanceOffsets {
     pub connector_type: ConnectorType,
     /// One entry per live node that reported on the instance.
     pub nodes: Vec<NodeOffsets>,
+    /// A change asked for and not yet applied by every node (see each node's
+    /// `applied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<OffsetsRequest>,
 }
 
 /// *Extension:* one node's report of an instance's offsets or state.
@@ -414,6 +474,9 @@ pub struct NodeOffsets {
     /// A source's saved state (base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_state: Option<String>,
+    /// The generation of the last offsets change the node applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<u64>,
 }
 
 /// *Extension:* body of `PUT /deployments/{dep}/nodes/{node_id}`.

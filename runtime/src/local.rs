@@ -64,6 +64,7 @@ fn instance_item(id: u64, path: &Path) -> anyhow::Result<InstanceItem> {
         lease: None,
         restarts: 0,
         activity: None,
+        offsets_request: None,
     })
 }
 

@@ -23,6 +23,7 @@ pub const SOURCE_STATE_TREE: &str = "state/source";
 
 /// The tree of the lease epoch each source's local checkpoint belongs to.
 const SOURCE_EPOCH_TREE: &str = "state/source-epoch";
+const OFFSETS_APPLIED_TREE: &str = "state/offsets-applied";
 
 /// Errors of the local state store.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,7 @@ pub struct StateStore {
     db: sled::Db,
     source_state: sled::Tree,
     source_epoch: sled::Tree,
+    offsets_applied: sled::Tree,
     flush_each_write: bool,
 }
 
@@ -51,6 +53,7 @@ impl StateStore {
         Ok(Self {
             source_state: db.open_tree(SOURCE_STATE_TREE)?,
             source_epoch: db.open_tree(SOURCE_EPOCH_TREE)?,
+            offsets_applied: db.open_tree(OFFSETS_APPLIED_TREE)?,
             db,
             flush_each_write,
         })
@@ -107,10 +110,47 @@ impl StateStore {
         Ok(())
     }
 
+    /// Replaces a source's saved state (`None`: none, it starts afresh), durably: an
+    /// operator's change, applied before the source starts.
+    pub async fn replace_source_state(
+        &self,
+        instance_key: &str,
+        state: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        match state {
+            Some(s) => self.source_state.insert(instance_key, s)?,
+            None => self.source_state.remove(instance_key)?,
+        };
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The generation of the last offsets change applied to an instance.
+    pub fn offsets_applied(&self, instance_key: &str) -> Result<Option<u64>, StateError> {
+        Ok(self
+            .offsets_applied
+            .get(instance_key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// Records that an offsets change was applied, durably.
+    pub async fn set_offsets_applied(
+        &self,
+        instance_key: &str,
+        generation: u64,
+    ) -> Result<(), StateError> {
+        self.offsets_applied
+            .insert(instance_key, generation.to_be_bytes().to_vec())?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
     /// Forgets everything kept for an instance (it was deleted).
     pub fn forget_instance(&self, instance_key: &str) -> Result<(), StateError> {
         self.source_state.remove(instance_key)?;
         self.source_epoch.remove(instance_key)?;
+        self.offsets_applied.remove(instance_key)?;
         Ok(())
     }
 

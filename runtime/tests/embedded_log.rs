@@ -6,7 +6,7 @@ use std::time::Duration;
 use ld_connectord::stream::{
     self,
     embedded::{Durability, EmbeddedLog, EmbeddedSettings},
-    MessageBatch, StreamBackend, StreamSettings, TopicRef,
+    MessageBatch, SeekTo, StreamBackend, StreamSettings, TopicRef,
 };
 use ld_plugin_api::Schema;
 
@@ -99,4 +99,58 @@ async fn delete_consumed_removes_what_every_committed_group_has_read_and_keeps_t
     fast.commit(0, 60).await.unwrap();
     slow.commit(0, 60).await.unwrap();
     assert_eq!(oldest(), Some(40));
+}
+
+#[tokio::test]
+async fn seek_moves_a_group_to_the_earliest_the_latest_an_offset_or_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = EmbeddedSettings {
+        delete_consumed: false,
+        ..EmbeddedSettings::default()
+    };
+    let log = EmbeddedLog::open_dir(dir.path(), settings).unwrap();
+    let topic = TopicRef::new("s", "t");
+    let mut producer = log.producer(&topic).await.unwrap();
+    // Ten messages stamped 1000, 2000, ... microseconds.
+    let mut b = MessageBatch::default();
+    for i in 0..10u64 {
+        b.push(u128::from(i) + 1, 0, (i + 1) * 1000, Schema::Raw, [], b"x");
+    }
+    producer.append(&b).await.unwrap();
+    let mut consumer = log.consumer(&topic, "g").await.unwrap();
+    let first = |polled: stream::Polled| polled.batch.first_offset();
+    assert_eq!(
+        consumer.seek(SeekTo::Offset(4)).await.unwrap(),
+        vec![(0, 4)]
+    );
+    assert_eq!(log.committed(&topic, "g", 0).unwrap(), Some(4));
+    assert_eq!(
+        first(consumer.poll(100, Duration::ZERO).await.unwrap()),
+        Some(4)
+    );
+    assert_eq!(
+        consumer.seek(SeekTo::Timestamp(6500)).await.unwrap(),
+        vec![(0, 6)]
+    );
+    assert_eq!(
+        first(consumer.poll(100, Duration::ZERO).await.unwrap()),
+        Some(6)
+    );
+    assert_eq!(consumer.seek(SeekTo::Earliest).await.unwrap(), vec![(0, 0)]);
+    assert_eq!(consumer.seek(SeekTo::Latest).await.unwrap(), vec![(0, 10)]);
+    assert!(consumer
+        .poll(100, Duration::ZERO)
+        .await
+        .unwrap()
+        .batch
+        .is_empty());
+    // Past the end means the end; a time after every message too.
+    assert_eq!(
+        consumer.seek(SeekTo::Offset(99)).await.unwrap(),
+        vec![(0, 10)]
+    );
+    assert_eq!(
+        consumer.seek(SeekTo::Timestamp(99_000)).await.unwrap(),
+        vec![(0, 10)]
+    );
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ld_connectord::stream::iggy::{IggyBackend, IggyConfig};
 use ld_connectord::stream::{
-    Consumer, MessageBatch, Polled, StreamBackend, StreamError, TopicDurability, TopicRef,
+    Consumer, MessageBatch, Polled, SeekTo, StreamBackend, StreamError, TopicDurability, TopicRef,
 };
 use ld_plugin_api::Schema;
 
@@ -313,6 +313,45 @@ async fn a_consumer_fetches_ahead_but_hands_out_at_most_what_is_asked() {
     let mut again = backend.consumer(&topic, "sink").await.expect("consumer");
     let from = committed.unwrap();
     read_exactly(again.as_mut(), from, 1000 - from).await;
+}
+
+#[tokio::test]
+async fn seek_moves_a_group_backwards_and_forwards() {
+    let Some(config) = config() else {
+        println!("{SKIPPED}");
+        return;
+    };
+    let backend = IggyBackend::new(config.clone());
+    let topic = TopicRef::new(unique("seek"), "events");
+    append_all(&backend, &topic, 2, 50).await;
+    let mut consumer = backend.consumer(&topic, "sink").await.expect("consumer");
+    let polls = read_exactly(consumer.as_mut(), 0, 100).await;
+    let p = polls[0].partition;
+    consumer.commit(p, 100).await.expect("commit");
+    drop(consumer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Back to 30: the next consumer reads from there.
+    let mut mover = backend.consumer(&topic, "sink").await.expect("consumer");
+    assert_eq!(
+        mover.seek(SeekTo::Offset(30)).await.expect("seek"),
+        vec![(p, 30)]
+    );
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, Some(29));
+    drop(mover);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = backend.consumer(&topic, "sink").await.expect("consumer");
+    read_exactly(again.as_mut(), 30, 70).await;
+    // Earliest: nothing stored, everything again; latest: only what comes next.
+    assert_eq!(
+        again.seek(SeekTo::Earliest).await.expect("seek"),
+        vec![(p, 0)]
+    );
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, None);
+    assert_eq!(
+        again.seek(SeekTo::Latest).await.expect("seek"),
+        vec![(p, 100)]
+    );
+    assert_eq!(stored_offset(&config, &topic, "sink", p).await, Some(99));
 }
 
 #[tokio::test]

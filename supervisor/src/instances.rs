@@ -249,6 +249,7 @@ impl Supervisor {
             config: InstanceConfig { version: 1, values },
             stopped: false,
             restarts: 0,
+            offsets_request: None,
         };
         self.store().put_instance(&record)?;
         tracing::info!(deployment_id, id = record.id, key = %record.key, connector = %record.connector_key, "instance activated");
@@ -324,7 +325,92 @@ impl Supervisor {
             instance_id: id,
             connector_type: record.connector_type,
             nodes: self.activity().offsets(deployment_id, id, &live),
+            requested: record.offsets_request,
         })
+    }
+
+    /// Sets (`Some`) or resets (`None`) a stopped instance's offsets or state for its
+    /// next start; refused with 409 while it runs. A source's shared checkpoint follows,
+    /// so a node that takes it over resumes from the change too.
+    pub fn change_offsets(
+        &self,
+        deployment_id: u64,
+        id: u64,
+        change: Option<ld_protocol::OffsetsChange>,
+    ) -> Result<InstanceItem, ApiError> {
+        use ld_protocol::ConnectorType;
+        let mut source_state: Option<Vec<u8>> = None;
+        let item = self.update(deployment_id, id, |record| {
+            if !record.stopped {
+                return Err(ApiError::Conflict {
+                    reason: format!(
+                        "instance {id} is running: stop it (POST .../stop) before changing its offsets or state"
+                    ),
+                    field: None,
+                });
+            }
+            let (sink, state) = match (&change, record.connector_type) {
+                (None, _) => (None, None),
+                (Some(c), ConnectorType::Sink) => {
+                    if c.source_state.is_some() {
+                        return Err(ApiError::invalid_field(
+                            "source_state",
+                            "source_state: this instance is a sink; give `sink` (earliest, latest, {\"offset\": n} or {\"timestamp_ms\": t})",
+                        ));
+                    }
+                    let position = c.sink.ok_or_else(|| {
+                        ApiError::invalid_field("sink", "sink: missing (where the sink reads from next)")
+                    })?;
+                    (Some(position), None)
+                }
+                (Some(c), ConnectorType::Source) => {
+                    if c.sink.is_some() {
+                        return Err(ApiError::invalid_field(
+                            "sink",
+                            "sink: this instance is a source; give `source_state` (base64)",
+                        ));
+                    }
+                    let state = c.source_state.clone().ok_or_else(|| {
+                        ApiError::invalid_field("source_state", "source_state: missing (base64 of the source's state)")
+                    })?;
+                    let checkpoint = ld_protocol::SourceCheckpoint {
+                        node_id: String::new(),
+                        epoch: 0,
+                        state: state.clone(),
+                        at: 0,
+                    };
+                    source_state = Some(checkpoint.state_bytes().map_err(|e| {
+                        ApiError::invalid_field("source_state", format!("source_state: {e}"))
+                    })?);
+                    (None, Some(state))
+                }
+            };
+            let generation = record.offsets_request.as_ref().map_or(0, |r| r.generation) + 1;
+            record.offsets_request = Some(ld_protocol::OffsetsRequest {
+                generation,
+                reset: change.is_none(),
+                sink,
+                source_state: state,
+            });
+            Ok(())
+        })?;
+        if item.connector_type == ConnectorType::Source {
+            // The shared checkpoint now says the same: the supervisor's, at the current
+            // lease epoch, so a node taking the source over resumes from it.
+            let epoch = self
+                .store()
+                .lease(deployment_id, id)?
+                .map_or(0, |l| l.epoch);
+            match source_state {
+                Some(state) => self.store().put_checkpoint(
+                    deployment_id,
+                    id,
+                    &ld_protocol::SourceCheckpoint::new("supervisor", epoch, &state, now_ms()),
+                )?,
+                None => self.store().remove_checkpoint(deployment_id, id)?,
+            }
+        }
+        Ok(item)
     }
 
     /// Asks every node that runs the instance to restart it (a failed one too).
@@ -415,6 +501,7 @@ fn item(
         lease: None,
         restarts: record.restarts,
         activity: None,
+        offsets_request: record.offsets_request,
     }
 }
 

@@ -69,7 +69,10 @@ impl Supervisor {
         let mut reports = std::collections::BTreeMap::new();
         let received = now_ms();
         for local in &beat.instances {
-            if !local.partitions.is_empty() || local.source_state.is_some() {
+            if !local.partitions.is_empty()
+                || local.source_state.is_some()
+                || local.offsets_applied.is_some()
+            {
                 self.activity().record_offsets(
                     deployment_id,
                     local.instance_id,
@@ -78,6 +81,7 @@ impl Supervisor {
                         at: received,
                         partitions: local.partitions.clone(),
                         source_state: local.source_state.clone(),
+                        applied: local.offsets_applied,
                     },
                 );
             }

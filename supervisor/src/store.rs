@@ -55,6 +55,9 @@ pub struct InstanceRecord {
     /// Restarts asked for (`POST .../restart`); each one restarts it on its nodes.
     #[serde(default)]
     pub restarts: u64,
+    /// The last change of offsets or state asked for (`PATCH`/`DELETE .../offsets`).
+    #[serde(default)]
+    pub offsets_request: Option<ld_protocol::OffsetsRequest>,
 }
 
 /// One node's report on one instance.
@@ -312,6 +315,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = deployment_key(deployment_id, &id.to_be_bytes());
         self.checkpoints.insert(key, encode(checkpoint))?;
+        Ok(())
+    }
+
+    /// Removes a source's shared checkpoint.
+    pub fn remove_checkpoint(&self, deployment_id: u64, id: u64) -> Result<(), StoreError> {
+        let key = deployment_key(deployment_id, &id.to_be_bytes());
+        self.checkpoints.remove(key)?;
         Ok(())
     }
 

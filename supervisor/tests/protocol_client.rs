@@ -232,6 +232,7 @@ async fn node_calls_reach_the_supervisor() {
                     lag: Some(3),
                 }],
                 source_state: None,
+                offsets_applied: None,
             }],
             at: ld_supervisor::now_ms(),
         },

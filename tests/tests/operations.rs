@@ -240,3 +240,138 @@ fn per_instance_metrics_show_messages_in_and_out_errors_retries_lag_and_last_suc
         "last success {last}, now {now}"
     );
 }
+
+/// Ids in the test sink's output, with how often each came.
+fn id_counts(path: &std::path::Path) -> std::collections::BTreeMap<u64, u32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        if let Ok(id) = line.trim().parse::<u64>() {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn rewinding_a_sink_replays_exactly_the_rewound_range_and_a_running_one_is_refused() {
+    let supervisor = Supervisor::start();
+    // The embedded log keeps history only without delete_consumed: a rewind reaches
+    // what the log still holds.
+    let _node = Node::start(
+        &supervisor,
+        "n1",
+        NodeOptions {
+            extra_toml: "[stream]\nbackend = \"embedded\"\ndelete_consumed = false\n".into(),
+            ..NodeOptions::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ids.txt");
+    supervisor.activate(
+        "gen",
+        "random",
+        "source",
+        json!({"enabled": true, "streams": [{"stream": "r", "topic": "t"}],
+               "plugin_config": {"seed": 1, "count": 1000, "rate": 0, "batch_size": 100}}),
+    );
+    let sink = supervisor
+        .activate(
+            "rec",
+            "test",
+            "sink",
+            json!({"enabled": true, "streams": [{"stream": "r", "topics": ["t"], "batch_length": 100}],
+                   "plugin_config": {"output_file": out}}),
+        )
+        .id;
+    wait_lines(&out, 1000, Duration::from_secs(60));
+    let client = supervisor.client();
+    let rewind = ld_protocol::OffsetsChange {
+        sink: Some(ld_protocol::SinkPosition::Offset(600)),
+        source_state: None,
+    };
+    // While it runs: 409, with the reason.
+    let refused = supervisor
+        .http()
+        .block_on(client.change_offsets(sink, Some(&rewind)))
+        .expect_err("refused while running");
+    let text = refused.to_string();
+    assert!(text.contains("409") && text.contains("stop it"), "{text}");
+
+    supervisor.stop_or_start(sink, "stop");
+    supervisor.wait_status(sink, InstanceStatus::Inactive, Duration::from_secs(30));
+    let item = supervisor
+        .http()
+        .block_on(client.change_offsets(sink, Some(&rewind)))
+        .unwrap();
+    assert_eq!(item.offsets_request.as_ref().map(|r| r.generation), Some(1));
+    supervisor.stop_or_start(sink, "start");
+    wait_lines(&out, 1400, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = id_counts(&out);
+    for id in 1..=1000u64 {
+        let want = if id > 600 { 2 } else { 1 };
+        assert_eq!(counts.get(&id), Some(&want), "id {id}");
+    }
+    assert_eq!(counts.len(), 1000);
+    // The node says it applied it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let offsets = supervisor.http().block_on(client.offsets(sink)).unwrap();
+        if offsets.nodes.first().and_then(|n| n.applied) == Some(1) {
+            assert_eq!(offsets.requested.map(|r| r.generation), Some(1));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{offsets:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn resetting_a_sources_state_produces_everything_again() {
+    let supervisor = Supervisor::start();
+    let _node = Node::start(&supervisor, "n1", NodeOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ids.txt");
+    let source = supervisor
+        .activate(
+            "gen",
+            "test",
+            "source",
+            json!({"enabled": true, "streams": [{"stream": "q", "topic": "t"}],
+                   "plugin_config": {"count": 300, "batch_size": 100, "interval_ms": 5}}),
+        )
+        .id;
+    supervisor.activate(
+        "rec",
+        "test",
+        "sink",
+        json!({"enabled": true, "streams": [{"stream": "q", "topics": ["t"], "batch_length": 100}],
+               "plugin_config": {"output_file": out}}),
+    );
+    wait_lines(&out, 300, Duration::from_secs(60));
+    supervisor.stop_or_start(source, "stop");
+    supervisor.wait_status(source, InstanceStatus::Inactive, Duration::from_secs(30));
+    // A sink's position is not a source's state: named as wrong.
+    let wrong = ld_protocol::OffsetsChange {
+        sink: Some(ld_protocol::SinkPosition::Earliest),
+        source_state: None,
+    };
+    let refused = supervisor
+        .http()
+        .block_on(supervisor.client().change_offsets(source, Some(&wrong)))
+        .expect_err("a sink position for a source");
+    assert!(refused.to_string().contains("400"), "{refused}");
+    supervisor
+        .http()
+        .block_on(supervisor.client().change_offsets(source, None))
+        .unwrap();
+    supervisor.stop_or_start(source, "start");
+    wait_lines(&out, 600, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = id_counts(&out);
+    assert_eq!(counts.len(), 300);
+    assert!(
+        counts.values().all(|n| *n == 2),
+        "every id produced again once"
+    );
+}

@@ -27,7 +27,7 @@ use crate::{
     },
     plugin_host::Catalog,
     state::StateStore,
-    stream::StreamBackend,
+    stream::{SeekTo, StreamBackend, TopicRef},
     wire::side,
 };
 
@@ -228,6 +228,15 @@ impl Manager {
     /// The source leases this node holds.
     pub fn leases(&self) -> Arc<Leases> {
         self.shared.leases.clone()
+    }
+
+    /// The generation of the last offsets change this node applied to an instance.
+    pub fn offsets_applied(&self, instance_key: &str) -> Option<u64> {
+        self.shared
+            .state
+            .offsets_applied(instance_key)
+            .ok()
+            .flatten()
     }
 
     /// A source's saved state on this node, if any.
@@ -498,6 +507,11 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
     if !config.enabled {
         return park(InstanceStatus::Inactive, None).await;
     }
+    if let Some(request) = &item.offsets_request {
+        if let Err(reason) = apply_offsets_request(&shared, &item, &config, request).await {
+            return park(InstanceStatus::Failed, Some(reason)).await;
+        }
+    }
     let lease = leased(&item).map(|l| l.epoch);
     let spec = InstanceSpec {
         instance_key: item.key.clone(),
@@ -550,6 +564,81 @@ async fn control(shared: Arc<Shared>, item: InstanceItem, run: bool, stop: Cance
             "automatic restart of a failed instance"
         );
     }
+}
+
+/// Applies an operator's change of offsets or state (`PATCH`/`DELETE .../offsets`)
+/// before the instance starts, once per generation; the reason when it cannot.
+async fn apply_offsets_request(
+    shared: &Shared,
+    item: &InstanceItem,
+    config: &InstanceConfig,
+    request: &ld_protocol::OffsetsRequest,
+) -> Result<(), String> {
+    let key = &item.key;
+    let state = &shared.state;
+    let applied = state
+        .offsets_applied(key)
+        .map_err(|e| format!("offsets change: {e}"))?;
+    if applied.is_some_and(|g| g >= request.generation) {
+        return Ok(());
+    }
+    match &config.streams {
+        crate::config::Streams::Sink(streams) => {
+            let to = match (request.reset, request.sink) {
+                (false, Some(ld_protocol::SinkPosition::Latest)) => SeekTo::Latest,
+                (false, Some(ld_protocol::SinkPosition::Offset(n))) => SeekTo::Offset(n),
+                (false, Some(ld_protocol::SinkPosition::TimestampMs(ms))) => {
+                    SeekTo::Timestamp(ms.saturating_mul(1000))
+                }
+                _ => SeekTo::Earliest,
+            };
+            for s in streams {
+                let group = s
+                    .consumer_group
+                    .clone()
+                    .unwrap_or_else(|| format!("ld-{key}"));
+                for topic in &s.topics {
+                    let topic = TopicRef::new(&s.stream, topic);
+                    let moved = async {
+                        shared.backend.prepare_topic(&topic, s.durability).await?;
+                        let mut consumer = shared.backend.consumer(&topic, &group).await?;
+                        consumer.seek(to).await
+                    }
+                    .await
+                    .map_err(|e| format!("offsets change on {topic}: {e}"))?;
+                    tracing::info!(%topic, group, ?to, ?moved, generation = request.generation, "moved the sink's offsets");
+                }
+            }
+        }
+        crate::config::Streams::Source(_) => {
+            let bytes = match (&request.source_state, request.reset) {
+                (Some(b64), false) => Some(
+                    ld_protocol::SourceCheckpoint {
+                        node_id: String::new(),
+                        epoch: 0,
+                        state: b64.clone(),
+                        at: 0,
+                    }
+                    .state_bytes()
+                    .map_err(|e| format!("offsets change: source_state: {e}"))?,
+                ),
+                _ => None,
+            };
+            state
+                .replace_source_state(key, bytes.as_deref())
+                .await
+                .map_err(|e| format!("offsets change: {e}"))?;
+            tracing::info!(
+                reset = bytes.is_none(),
+                generation = request.generation,
+                "replaced the source's state"
+            );
+        }
+    }
+    state
+        .set_offsets_applied(key, request.generation)
+        .await
+        .map_err(|e| format!("offsets change: {e}"))
 }
 
 /// Runs a leased source while this node's lease is valid: it waits for the supervisor

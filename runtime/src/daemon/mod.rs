@@ -108,6 +108,7 @@ fn heartbeat_of(manager: &Manager) -> Heartbeat {
                     .flatten()
                     .filter(|state| state.len() <= ld_protocol::MAX_REPORTED_STATE)
                     .map(|state| ld_protocol::state_to_base64(&state)),
+                offsets_applied: manager.offsets_applied(&v.key),
             })
             .collect(),
         at: now_ms(),

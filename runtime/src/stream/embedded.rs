@@ -23,7 +23,7 @@ use super::{
     codec,
     settings::{one_partition, partitions},
     Appended, Capabilities, Consumer, Maintenance, MessageBatch, OpenedStream, Polled, Producer,
-    StreamBackend, StreamError, TopicRef,
+    SeekTo, StreamBackend, StreamError, TopicRef,
 };
 
 /// When appended data and committed offsets reach the disk: `batch`, or an interval
@@ -610,6 +610,28 @@ struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
+    /// The offset of the first message of partition `p` stamped at or after `micros`.
+    fn first_at_or_after(&self, p: u32, micros: u64) -> Result<Option<u64>, StreamError> {
+        for entry in self
+            .topic
+            .tree
+            .range(batch_key(p, 0)..=batch_key(p, u64::MAX))
+        {
+            let (_, value) = entry.map_err(backend_err)?;
+            let first = codec::first_offset(&value)?;
+            let mut batch = MessageBatch::default();
+            codec::decode_into(&value, first, u32::MAX, &mut batch)?;
+            let found = batch
+                .iter()
+                .find(|m| m.entry().timestamp_micros >= micros)
+                .map(|m| m.entry().offset);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads up to `max` messages of partition `p` from the read position.
     fn read(&mut self, p: u32, max: u32) -> Result<MessageBatch, StreamError> {
         let mut out = MessageBatch::default();
@@ -688,6 +710,32 @@ impl Consumer for EmbeddedConsumer {
                 return Ok(Polled::default());
             }
         }
+    }
+
+    async fn seek(&mut self, to: SeekTo) -> Result<Vec<(u32, u64)>, StreamError> {
+        let mut moved = Vec::new();
+        for p in 0..self.topic.partitions.len() as u32 {
+            let end = *self.topic.partitions[p as usize].next_offset.lock().await;
+            let oldest = self.log.oldest_offset(&self.topic.topic, p)?.unwrap_or(end);
+            let target = match to {
+                SeekTo::Earliest => oldest,
+                SeekTo::Latest => end,
+                SeekTo::Offset(offset) => offset.min(end),
+                SeekTo::Timestamp(micros) => self.first_at_or_after(p, micros)?.unwrap_or(end),
+            };
+            self.log
+                .inner
+                .offsets
+                .insert(
+                    offset_key(&self.group, &self.topic.topic, p),
+                    &target.to_be_bytes(),
+                )
+                .map_err(backend_err)?;
+            self.positions[p as usize] = target;
+            moved.push((p, target));
+        }
+        self.log.durable().await?;
+        Ok(moved)
     }
 
     async fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StreamError> {

@@ -78,7 +78,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     iggy_settings::IggySettings, Appended, Capabilities, Consumer, MessageBatch, OpenedStream,
-    Polled, Producer, StreamBackend, StreamError, TopicDurability, TopicRef,
+    Polled, Producer, SeekTo, StreamBackend, StreamError, TopicDurability, TopicRef,
 };
 
 /// User header carrying the payload schema (u8).
@@ -1022,6 +1022,86 @@ impl Consumer for IggyConsumer {
             }
             tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
         }
+    }
+
+    async fn seek(&mut self, to: SeekTo) -> Result<Vec<(u32, u64)>, StreamError> {
+        // Meant for a stopped sink: this consumer is then the group's only member and
+        // owns every partition, which storing an offset requires.
+        self.sync().await?;
+        let details = self
+            .client
+            .get_topic(&self.ids.stream, &self.ids.topic)
+            .await
+            .map_err(|e| map_err("reading the topic", e))?
+            .ok_or_else(|| StreamError::NoSuchTopic(self.topic.clone()))?;
+        let mut moved = Vec::new();
+        for partition in self.assigned.clone() {
+            let end = details
+                .partitions
+                .iter()
+                .find(|p| p.id == partition)
+                .map_or(0, |p| {
+                    if p.messages_count == 0 {
+                        0
+                    } else {
+                        p.current_offset + 1
+                    }
+                });
+            let target = match to {
+                SeekTo::Earliest => 0,
+                SeekTo::Latest => end,
+                SeekTo::Offset(offset) => offset.min(end),
+                SeekTo::Timestamp(micros) => self
+                    .client
+                    .poll_messages(
+                        &self.ids.stream,
+                        &self.ids.topic,
+                        Some(partition),
+                        &self.group,
+                        &PollingStrategy::timestamp(micros.into()),
+                        1,
+                        false,
+                    )
+                    .await
+                    .map_err(|e| map_err("finding a message by time", e))?
+                    .messages
+                    .first()
+                    .map_or(end, |m| m.header.offset),
+            };
+            // Iggy stores the last processed offset: none means "from the start".
+            let stored = match target.checked_sub(1) {
+                None => self
+                    .client
+                    .delete_consumer_offset(
+                        &self.group,
+                        &self.ids.stream,
+                        &self.ids.topic,
+                        Some(partition),
+                    )
+                    .await
+                    .or_else(|e| match e {
+                        IggyError::ConsumerOffsetNotFound(_) => Ok(()),
+                        e if is_not_found(&e) => Ok(()),
+                        e => Err(e),
+                    }),
+                Some(last) => {
+                    self.client
+                        .store_consumer_offset(
+                            &self.group,
+                            &self.ids.stream,
+                            &self.ids.topic,
+                            Some(partition),
+                            last,
+                        )
+                        .await
+                }
+            };
+            stored.map_err(|e| map_err("moving the group's offset", e))?;
+            self.positions.insert(partition, target);
+            moved.push((partition, target));
+        }
+        self.fetched = None;
+        Ok(moved)
     }
 
     async fn commit(&mut self, partition: u32, next_offset: u64) -> Result<(), StreamError> {

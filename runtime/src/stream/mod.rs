@@ -305,6 +305,30 @@ pub trait Consumer: Send {
     fn assume_schema(&mut self, schema: Schema) {
         let _ = schema;
     }
+
+    /// Moves the group's committed offset on every partition of the topic to `to`
+    /// (backwards or forwards), for an operator while the group's sink is stopped;
+    /// returns the next offset now committed per partition.
+    async fn seek(&mut self, to: SeekTo) -> Result<Vec<(u32, u64)>, StreamError> {
+        let _ = to;
+        Err(StreamError::Backend(
+            "this stream backend cannot move a group's offsets".into(),
+        ))
+    }
+}
+
+/// Where [`Consumer::seek`] moves a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    /// The oldest message still stored.
+    Earliest,
+    /// After the newest message: only what comes next.
+    Latest,
+    /// This offset (the next one read), on every partition.
+    Offset(u64),
+    /// The first message whose timestamp is at or after this many microseconds since
+    /// the Unix epoch (the end when there is none).
+    Timestamp(u64),
 }
 
 #[cfg(test)]

@@ -155,6 +155,25 @@ pub(super) async fn offsets(
     ))
 }
 
+pub(super) async fn change_offsets(
+    _: Authorized<ManageCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+    JsonBody(change): JsonBody<ld_protocol::OffsetsChange>,
+) -> Result<(StatusCode, Json<InstanceItem>), ApiError> {
+    let item = supervisor.change_offsets(ids.deployment_id, ids.instance(), Some(change))?;
+    Ok((StatusCode::ACCEPTED, Json(item)))
+}
+
+pub(super) async fn reset_offsets(
+    _: Authorized<ManageCalls>,
+    State(supervisor): State<Supervisor>,
+    ids: Ids,
+) -> Result<(StatusCode, Json<InstanceItem>), ApiError> {
+    let item = supervisor.change_offsets(ids.deployment_id, ids.instance(), None)?;
+    Ok((StatusCode::ACCEPTED, Json(item)))
+}
+
 pub(super) async fn restart(
     _: Authorized<ManageCalls>,
     State(supervisor): State<Supervisor>,

@@ -35,6 +35,8 @@ fn handler(method: &Method, path: &str) -> MethodRouter<Supervisor> {
         ("POST", INSTANCE_RESTART) => on(filter, instances::restart),
         ("POST", INSTANCES_RESTART) => on(filter, instances::restart_all),
         ("GET", INSTANCE_OFFSETS) => on(filter, instances::offsets),
+        ("PATCH", INSTANCE_OFFSETS) => on(filter, instances::change_offsets),
+        ("DELETE", INSTANCE_OFFSETS) => on(filter, instances::reset_offsets),
         ("GET", INSTANCE_CHECKPOINT) => on(filter, nodes::checkpoint),
         ("PUT", INSTANCE_CHECKPOINT) => on(filter, nodes::save_checkpoint),
         ("PUT", NODE) => on(filter, nodes::heartbeat),
