@@ -167,13 +167,7 @@ fn per_instance_metrics_show_messages_in_and_out_errors_retries_lag_and_last_suc
     let node = Node::start(&supervisor, "n1", NodeOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ids.txt");
-    supervisor.activate(
-        "gen",
-        "random",
-        "source",
-        json!({"enabled": true, "streams": [{"stream": "m", "topic": "t"}],
-               "plugin_config": {"seed": 1, "count": 3000, "rate": 0, "batch_size": 100}}),
-    );
+    random_source(&supervisor, "m", 3000);
     // A slow sink that fails twice before it writes: a lag builds up, errors and
     // retries are counted.
     supervisor.activate(
@@ -241,6 +235,17 @@ fn per_instance_metrics_show_messages_in_and_out_errors_retries_lag_and_last_suc
     );
 }
 
+/// A random source `gen` writing `count` messages to `stream`/`t`, as fast as it goes.
+fn random_source(supervisor: &Supervisor, stream: &str, count: u64) {
+    supervisor.activate(
+        "gen",
+        "random",
+        "source",
+        json!({"enabled": true, "streams": [{"stream": stream, "topic": "t"}],
+               "plugin_config": {"seed": 1, "count": count, "rate": 0, "batch_size": 100}}),
+    );
+}
+
 /// Ids in the test sink's output, with how often each came.
 fn id_counts(path: &std::path::Path) -> std::collections::BTreeMap<u64, u32> {
     let mut counts = std::collections::BTreeMap::new();
@@ -267,13 +272,7 @@ fn rewinding_a_sink_replays_exactly_the_rewound_range_and_a_running_one_is_refus
     );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ids.txt");
-    supervisor.activate(
-        "gen",
-        "random",
-        "source",
-        json!({"enabled": true, "streams": [{"stream": "r", "topic": "t"}],
-               "plugin_config": {"seed": 1, "count": 1000, "rate": 0, "batch_size": 100}}),
-    );
+    random_source(&supervisor, "r", 1000);
     let sink = supervisor
         .activate(
             "rec",

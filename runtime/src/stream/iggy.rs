@@ -896,6 +896,19 @@ impl IggyConsumer {
         Ok(start)
     }
 
+    /// Stores `last` as the group's last processed offset of `partition`.
+    async fn store_offset(&self, partition: u32, last: u64) -> Result<(), IggyError> {
+        self.client
+            .store_consumer_offset(
+                &self.group,
+                &self.ids.stream,
+                &self.ids.topic,
+                Some(partition),
+                last,
+            )
+            .await
+    }
+
     /// Up to `max` messages fetched earlier, as a batch.
     fn take_fetched(&mut self, max: u32) -> Result<Option<Polled>, StreamError> {
         let Some(fetched) = &mut self.fetched else {
@@ -1084,17 +1097,7 @@ impl Consumer for IggyConsumer {
                         e if is_not_found(&e) => Ok(()),
                         e => Err(e),
                     }),
-                Some(last) => {
-                    self.client
-                        .store_consumer_offset(
-                            &self.group,
-                            &self.ids.stream,
-                            &self.ids.topic,
-                            Some(partition),
-                            last,
-                        )
-                        .await
-                }
+                Some(last) => self.store_offset(partition, last).await,
             };
             stored.map_err(|e| map_err("moving the group's offset", e))?;
             self.positions.insert(partition, target);
@@ -1109,17 +1112,7 @@ impl Consumer for IggyConsumer {
             return Ok(());
         };
         for attempt in 0..2 {
-            match self
-                .client
-                .store_consumer_offset(
-                    &self.group,
-                    &self.ids.stream,
-                    &self.ids.topic,
-                    Some(partition),
-                    last,
-                )
-                .await
-            {
+            match self.store_offset(partition, last).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt == 0 && is_membership_lost(&e) => {
                     debug!(topic = %self.topic, error = %e, "re-joining before the commit");
