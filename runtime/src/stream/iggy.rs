@@ -255,11 +255,7 @@ impl IggyBackend {
             Err(e) if is_already_exists(&e) => {}
             Err(e) => return Err(map_err("creating the topic", e)),
         }
-        client
-            .get_topic(&ids.stream, &ids.topic)
-            .await
-            .map_err(|e| map_err("reading the topic", e))?
-            .ok_or_else(|| StreamError::NoSuchTopic(topic.clone()))
+        topic_details(client, ids, topic).await
     }
 }
 
@@ -293,6 +289,19 @@ impl Ids {
             topic: named(&topic.topic)?,
         })
     }
+}
+
+/// A topic's details; [`StreamError::NoSuchTopic`] when it is gone.
+async fn topic_details(
+    client: &IggyClient,
+    ids: &Ids,
+    topic: &TopicRef,
+) -> Result<TopicDetails, StreamError> {
+    client
+        .get_topic(&ids.stream, &ids.topic)
+        .await
+        .map_err(|e| map_err("reading the topic", e))?
+        .ok_or_else(|| StreamError::NoSuchTopic(topic.clone()))
 }
 
 fn named(name: &str) -> Result<Identifier, StreamError> {
@@ -479,12 +488,7 @@ impl IggyProducer {
         }
         // No confirmation: the partition's current offset is the last message written
         // (exact unless another producer wrote to this partition meanwhile).
-        let details = self
-            .client
-            .get_topic(&self.ids.stream, &self.ids.topic)
-            .await
-            .map_err(|e| map_err("reading the topic after a send", e))?
-            .ok_or_else(|| StreamError::NoSuchTopic(self.topic.clone()))?;
+        let details = topic_details(&self.client, &self.ids, &self.topic).await?;
         let last = details
             .partitions
             .iter()
@@ -752,11 +756,7 @@ impl IggyConsumer {
         };
         let client = Arc::clone(&self.client);
         let (stream, topic, group) = (&self.ids.stream, &self.ids.topic, &self.group.id);
-        let details = client
-            .get_topic(stream, topic)
-            .await
-            .map_err(|e| map_err("reading the topic", e))?
-            .ok_or_else(|| StreamError::NoSuchTopic(self.topic.clone()))?;
+        let details = topic_details(&client, &self.ids, &self.topic).await?;
         let mut offsets = Vec::new();
         for partition in partition_ids(&details) {
             let stored = client
@@ -1041,12 +1041,7 @@ impl Consumer for IggyConsumer {
         // Meant for a stopped sink: this consumer is then the group's only member and
         // owns every partition, which storing an offset requires.
         self.sync().await?;
-        let details = self
-            .client
-            .get_topic(&self.ids.stream, &self.ids.topic)
-            .await
-            .map_err(|e| map_err("reading the topic", e))?
-            .ok_or_else(|| StreamError::NoSuchTopic(self.topic.clone()))?;
+        let details = topic_details(&self.client, &self.ids, &self.topic).await?;
         let mut moved = Vec::new();
         for partition in self.assigned.clone() {
             let end = details
