@@ -896,6 +896,26 @@ impl IggyConsumer {
         Ok(start)
     }
 
+    /// Up to `count` messages of `partition` from `strategy`, without committing.
+    async fn poll_partition(
+        &self,
+        partition: u32,
+        strategy: PollingStrategy,
+        count: u32,
+    ) -> Result<PolledMessages, IggyError> {
+        self.client
+            .poll_messages(
+                &self.ids.stream,
+                &self.ids.topic,
+                Some(partition),
+                &self.group,
+                &strategy,
+                count,
+                false,
+            )
+            .await
+    }
+
     /// Stores `last` as the group's last processed offset of `partition`.
     async fn store_offset(&self, partition: u32, last: u64) -> Result<(), IggyError> {
         self.client
@@ -944,15 +964,10 @@ impl IggyConsumer {
             let partition = self.assigned[(self.cursor + i) % n];
             let from = self.position(partition).await?;
             let result = self
-                .client
-                .poll_messages(
-                    &self.ids.stream,
-                    &self.ids.topic,
-                    Some(partition),
-                    &self.group,
-                    &PollingStrategy::offset(from),
+                .poll_partition(
+                    partition,
+                    PollingStrategy::offset(from),
                     max.saturating_mul(self.fetch_batches),
-                    false,
                 )
                 .await;
             let polled = match result {
@@ -1060,16 +1075,7 @@ impl Consumer for IggyConsumer {
                 SeekTo::Latest => end,
                 SeekTo::Offset(offset) => offset.min(end),
                 SeekTo::Timestamp(micros) => self
-                    .client
-                    .poll_messages(
-                        &self.ids.stream,
-                        &self.ids.topic,
-                        Some(partition),
-                        &self.group,
-                        &PollingStrategy::timestamp(micros.into()),
-                        1,
-                        false,
-                    )
+                    .poll_partition(partition, PollingStrategy::timestamp(micros.into()), 1)
                     .await
                     .map_err(|e| map_err("finding a message by time", e))?
                     .messages
