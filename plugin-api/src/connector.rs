@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{PluginError, SinkBatch, SourceBatch};
+use crate::{PluginError, Rejection, SinkBatch, SourceBatch};
 
 /// What the host tells an instance about itself when constructing it.
 ///
@@ -133,6 +133,56 @@ pub trait Sink: Send + Sized + 'static {
     ) -> impl Future<Output = Result<u64, PluginError>> + Send {
         let _ = closing;
         async move { Ok(consumed) }
+    }
+
+    /// The messages of the batch `consume` just accepted that the sink did not write,
+    /// each with why. Most sinks keep the default (none): returning an error from
+    /// `consume` fails the whole batch, which is right when the cause is the external
+    /// system, not one message.
+    ///
+    /// The host calls `rejected` after each `consume` that returned `Ok` (since
+    /// `ld-plugin-api` 0.1.2). Return each rejected message once, by its offset, and
+    /// forget it: a sink usually collects them in `consume` and hands them over with
+    /// `std::mem::take` (start each `consume` with an empty list: after a failed
+    /// `consume` the host delivers the batch again without asking). What happens to them is the instance's `errors` setting: with
+    /// `tolerance = "all"` they go to its dead-letter topic with headers naming the
+    /// instance, where they came from, the stage `sink` and the reason, and the rest of
+    /// the batch counts as written; with `tolerance = "none"` (the default) the instance
+    /// fails naming the first one, and the batch is delivered again after a restart.
+    /// An offset that is not in the batch is logged and ignored.
+    ///
+    /// ```
+    /// use ld_plugin_api::{InstanceContext, PluginError, Rejection, Sink, SinkBatch};
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct JsonOnlyConfig {}
+    ///
+    /// /// Writes JSON objects; anything else is rejected, not the whole batch.
+    /// struct JsonOnlySink { rejected: Vec<Rejection> }
+    ///
+    /// impl Sink for JsonOnlySink {
+    ///     type Config = JsonOnlyConfig;
+    ///     fn new(_: JsonOnlyConfig, _: &InstanceContext) -> Result<Self, PluginError> {
+    ///         Ok(JsonOnlySink { rejected: Vec::new() })
+    ///     }
+    ///     async fn consume(&mut self, batch: SinkBatch<'_>) -> Result<(), PluginError> {
+    ///         self.rejected.clear();
+    ///         for m in batch.messages() {
+    ///             match m.json::<serde_json::Map<String, serde_json::Value>>() {
+    ///                 Ok(_object) => { /* ... write it ... */ }
+    ///                 Err(e) => self.rejected.push(Rejection::new(m.offset(), e.to_string())),
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn rejected(&mut self) -> Vec<Rejection> {
+    ///         std::mem::take(&mut self.rejected)
+    ///     }
+    /// }
+    /// # fn main() {}
+    /// ```
+    fn rejected(&mut self) -> Vec<Rejection> {
+        Vec::new()
     }
 
     /// Releases resources on shutdown.

@@ -9,7 +9,7 @@ pub use abi_stable::library::{
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr},
+    std_types::{ROption, RResult, RStr, RVec},
 };
 use serde::de::DeserializeOwned;
 
@@ -19,7 +19,7 @@ use crate::{
         SinkFfi, SinkFfi_TO, SinkInit, SourceBox, SourceFfi, SourceFfi_TO, SourceInit,
     },
     guard::{call, guard},
-    InstanceContext, PluginError, RawSourceBatch, Sink, SinkBatch, Source,
+    InstanceContext, PluginError, RawSourceBatch, Rejection, Sink, SinkBatch, Source,
 };
 
 /// Parses `plugin_config`, naming the field that is wrong.
@@ -91,6 +91,10 @@ impl<S: Sink> SinkFfi for SinkAdapter<S> {
 
     fn flush<'a>(&'a mut self, consumed: u64, closing: bool) -> PluginFuture<'a, u64> {
         guard(move || self.0.flush(consumed, closing))
+    }
+
+    fn rejected(&mut self) -> RResult<RVec<Rejection>, PluginError> {
+        call(|| Ok(RVec::from(self.0.rejected())))
     }
 }
 
@@ -344,5 +348,68 @@ mod tests {
         assert!(err.message().contains("missing field `table`"), "{err}");
         assert!(parse_config::<Cfg>(r#"{"table": "t", "rate": 1}"#).is_ok());
         assert!(parse_config::<Cfg>(r#"{"table": "t", "rate": 1} x"#).is_err());
+    }
+
+    /// Rejects every message whose payload is `bad`, and panics in `rejected` when asked.
+    struct Picky {
+        rejected: Vec<Rejection>,
+        panic: bool,
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct PickyConfig {
+        panic: bool,
+    }
+
+    impl Sink for Picky {
+        type Config = PickyConfig;
+        fn new(c: PickyConfig, _: &InstanceContext) -> Result<Self, PluginError> {
+            Ok(Picky {
+                rejected: Vec::new(),
+                panic: c.panic,
+            })
+        }
+        async fn consume(&mut self, batch: SinkBatch<'_>) -> Result<(), PluginError> {
+            for m in batch.messages() {
+                if m.payload() == b"bad" {
+                    self.rejected
+                        .push(Rejection::new(m.offset(), "bad payload"));
+                }
+            }
+            Ok(())
+        }
+        fn rejected(&mut self) -> Vec<Rejection> {
+            assert!(!self.panic, "asked to panic");
+            std::mem::take(&mut self.rejected)
+        }
+    }
+
+    fn picky(panic: bool) -> SinkBox {
+        let config = format!(r#"{{"panic": {panic}}}"#);
+        new_sink::<Picky>(SinkInit {
+            instance_key: "k".into(),
+            config: config.as_str().into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn rejections_cross_the_boundary_once_and_a_panic_becomes_an_error() {
+        let mut sink = picky(false);
+        let messages = [
+            crate::Message::new(1, 10, 0, crate::Schema::Raw, &[], b"good"),
+            crate::Message::new(2, 11, 0, crate::Schema::Raw, &[], b"bad"),
+        ];
+        let batch = SinkBatch::new("s", "t", 0, &messages);
+        futures::executor::block_on(sink.consume(batch))
+            .into_result()
+            .unwrap();
+        let rejected = sink.rejected().into_result().unwrap();
+        assert_eq!(rejected.as_slice(), &[Rejection::new(11, "bad payload")]);
+        assert!(sink.rejected().into_result().unwrap().is_empty(), "once");
+
+        let err = picky(true).rejected().into_result().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Panicked);
+        assert!(err.message().contains("asked to panic"), "{err}");
     }
 }

@@ -92,6 +92,7 @@ pub mod ffi;
 mod guard;
 mod logging;
 mod message;
+mod rejection;
 mod secret;
 mod source_batch;
 
@@ -99,6 +100,7 @@ pub use connector::{InstanceContext, Sink, Source};
 pub use duration::parse_duration;
 pub use error::{ErrorKind, PluginError};
 pub use message::{Header, Message, Schema, SinkBatch};
+pub use rejection::Rejection;
 pub use secret::{Secret, SECRET_MARKER};
 pub use source_batch::{
     ByteRange, MessageSpec, RawSourceBatch, SourceBatch, SourceHeader, SourceMessage,

@@ -13,7 +13,7 @@ pub mod standalone;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
 };
 
 pub mod pg;
@@ -77,22 +77,27 @@ pub fn artifacts() -> &'static Path {
     })
 }
 
-/// Path of a plugin library built by the frozen workspace `tests/frozen` against an
-/// earlier `ld-plugin-api` (e.g. `frozen_plugin("abi_0_1_0_sink")`). Built once per
-/// process into `<target>/frozen`, with the same profile as the tests.
-pub fn frozen_plugin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let profile = profile_dir();
-        let target_dir = profile.parent().expect("target dir").join("frozen");
+/// Path of a plugin library built against an earlier `ld-plugin-api` by its frozen
+/// workspace `tests/frozen/<release>` (e.g. `frozen_plugin("0.1.0", "abi_0_1_0_sink")`).
+/// Each release's workspace is built once per process into `<target>/frozen`, with the
+/// same profile as the tests.
+pub fn frozen_plugin(release: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let profile = profile_dir();
+    let release_build = profile.file_name().is_some_and(|n| n == "release");
+    let target_dir = profile.parent().expect("target dir").join("frozen");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|r| r == release) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.arg("build").arg("--quiet").arg("--locked");
-        let release = profile.file_name().is_some_and(|n| n == "release");
-        if release {
+        if release_build {
             cmd.arg("--release");
         }
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("frozen/Cargo.toml");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("frozen")
+            .join(release)
+            .join("Cargo.toml");
         let status = cmd
             .arg("--manifest-path")
             .arg(&manifest)
@@ -100,9 +105,11 @@ pub fn frozen_plugin(name: &str) -> PathBuf {
             .status()
             .expect("cannot run cargo to build the frozen plugins");
         assert!(status.success(), "building {} failed", manifest.display());
-        target_dir.join(if release { "release" } else { "debug" })
-    });
-    dir.join(format!("libld_{name}.so"))
+        built.push(release.to_string());
+    }
+    target_dir
+        .join(if release_build { "release" } else { "debug" })
+        .join(format!("libld_{name}.so"))
 }
 
 /// Path of a plugin library built from this workspace, e.g. `plugin("stdout_sink")`

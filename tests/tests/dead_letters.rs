@@ -1,6 +1,7 @@
 //! Error tolerance (issue 15): with `errors.tolerance = "all"`, a message a transform
-//! cannot process goes to the dead-letter topic, unchanged, with headers naming the
-//! instance, where it came from and why, and the rest flows on. `ld-connectord local`
+//! cannot process, or one the sink plugin rejects (`Sink::rejected`), goes to the
+//! dead-letter topic, unchanged, with headers naming the instance, where it came from,
+//! the stage and why, and the rest flows on. `ld-connectord local`
 //! over the embedded log; the dead-letter topic is read back from the node's log after
 //! the run.
 
@@ -182,4 +183,130 @@ fn without_tolerance_a_poison_message_fails_the_sink() {
         "{:?}",
         ids.len()
     );
+}
+
+const REJECT_EVERY: u64 = 7;
+
+/// The test sink writing ids to `out` and rejecting every seventh.
+fn rejecting_sink(out: &std::path::Path, errors: Option<Value>) -> Value {
+    let mut v = json!({"type": "sink", "key": "test",
+           "streams": [{"stream": "s", "topics": ["numbers"], "batch_length": 50}],
+           "plugin_config": {"output_file": out, "reject_every": REJECT_EVERY}});
+    if let Some(errors) = errors {
+        v["errors"] = errors;
+    }
+    v
+}
+
+/// The value of a series of the node's `/metrics` for instance `key`.
+async fn instance_metric(api: &str, name: &str, key: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{api}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let label = format!("instance=\"{key}\"");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_the_sink_rejects_go_to_the_dead_letter_topic_while_the_rest_is_written() {
+    let mut run = LocalRun::new(&["test_sink"]);
+    let out = run.path("ids.txt");
+    run.instance(
+        "gen",
+        json!({"type": "source", "key": "test",
+               "streams": [{"stream": "s", "topic": "numbers"}],
+               "plugin_config": {"count": COUNT, "batch_size": 50, "interval_ms": 5}}),
+    );
+    run.instance(
+        "rec",
+        rejecting_sink(
+            &out,
+            Some(json!({"tolerance": "all", "dead_letter": {"stream": "s", "topic": "rejected"}})),
+        ),
+    );
+    let api = format!("127.0.0.1:{}", ld_e2e_tests::daemon::free_port());
+    run.args(&["--api-listen", &api]);
+    run.start();
+    let good = COUNT - COUNT / REJECT_EVERY;
+    let ids = wait_for_ids(&out, Duration::from_secs(60), |ids| {
+        ids.len() as u64 >= good
+    });
+    // The count reaches the metrics once the batch went through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let dead_lettered = loop {
+        let n = instance_metric(&api, "ld_instance_dead_lettered_total", "rec").await;
+        if n == Some((COUNT / REJECT_EVERY) as f64) || std::time::Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let written = instance_metric(&api, "ld_instance_messages_total", "rec").await;
+    let (ok, _) = run.terminate(Duration::from_secs(30));
+    assert!(ok, "clean exit; log:\n{}", run.log());
+    assert_eq!(
+        dead_lettered,
+        Some((COUNT / REJECT_EVERY) as f64),
+        "the metrics count the rejected messages"
+    );
+    assert_eq!(
+        written,
+        Some(good as f64),
+        "the messages metric counts only what was written"
+    );
+    assert_eq!(ids.len() as u64, good, "the rest of each batch was written");
+    assert!(ids
+        .keys()
+        .all(|id| !(*id as u64).is_multiple_of(REJECT_EVERY)));
+
+    let dead = read_all(&run.path("state"), &TopicRef::new("s", "rejected")).await;
+    let payloads: Vec<&str> = dead.iter().map(|(p, _)| p.as_str()).collect();
+    let expected: Vec<String> = (1..=COUNT / REJECT_EVERY)
+        .map(|i| format!("{{\"id\":{}}}", i * REJECT_EVERY))
+        .collect();
+    assert_eq!(
+        payloads, expected,
+        "each rejected message once, unchanged, in order"
+    );
+    let (_, headers) = &dead[0];
+    assert_eq!(headers["ld-dlq-instance"], "rec");
+    assert_eq!(headers["ld-dlq-stream"], "s");
+    assert_eq!(headers["ld-dlq-topic"], "numbers");
+    assert_eq!(headers["ld-dlq-partition"], "0");
+    // Id 7 is the seventh message of the topic: offset 6.
+    assert_eq!(headers["ld-dlq-offset"], "6");
+    assert_eq!(headers["ld-dlq-stage"], "sink");
+    assert_eq!(
+        headers["ld-dlq-reason"],
+        "test sink rejects id 7, a multiple of 7"
+    );
+}
+
+#[test]
+fn without_tolerance_a_rejected_message_fails_the_sink_naming_it() {
+    let mut run = LocalRun::new(&["test_sink"]);
+    let out = run.path("ids.txt");
+    run.instance(
+        "gen",
+        json!({"type": "source", "key": "test",
+               "streams": [{"stream": "s", "topic": "numbers"}],
+               "plugin_config": {"count": COUNT, "batch_size": 50, "interval_ms": 5}}),
+    );
+    run.instance("rec", rejecting_sink(&out, None));
+    run.args(&["--max-restarts", "0"]);
+    run.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !run.log().contains("the sink rejected") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = run.log();
+    assert!(
+        log.contains("the sink rejected the message at offset 6 of s/numbers partition 0: test sink rejects id 7"),
+        "{log}"
+    );
+    assert!(log.contains("errors.tolerance is \"none\""), "{log}");
 }

@@ -5,8 +5,8 @@
 //! What it proves: every message is exactly one document, also after a `kill -9` of the
 //! daemon mid-stream; an unreachable server is transient and nothing is lost when it comes
 //! back; 429 back-pressure from a one-thread write pool loses nothing; a mapping error
-//! follows `on_document_error`; a bad URL, bad credentials and a missing index end
-//! `failed` with the reason; the password shows up in no log, status or API answer.
+//! follows `on_document_error` (fail, skip, or handed to the host as rejected); a bad
+//! URL, bad credentials and a missing index end `failed` with the reason; the password shows up in no log, status or API answer.
 //!
 //! Every test skips (printing why) only when `OpenSearch::start` returns `None` (no java
 //! or mvn on the machine).
@@ -329,6 +329,28 @@ async fn a_mapping_error_follows_on_document_error() {
         .await
         .unwrap();
     assert_eq!(os.count("typed-skip"), 5);
+    assert!(sink.rejected().unwrap().is_empty(), "skip rejects nothing");
+
+    // dead_letter: the batch succeeds and the bad document is handed to the host as
+    // rejected, with the server's reason, once.
+    let mut sink = open_sink(
+        &lib,
+        json!({"url": os.url(), "index": "typed-dead", "index_mapping": mapping,
+               "on_document_error": "dead_letter"}),
+    )
+    .await;
+    sink.consume(SinkBatch::new("shop", "typed", 0, &msgs))
+        .await
+        .unwrap();
+    assert_eq!(os.count("typed-dead"), 5);
+    let rejected = sink.rejected().unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].offset(), 103);
+    assert!(
+        rejected[0].reason().contains("mapper_parsing_exception"),
+        "{rejected:?}"
+    );
+    assert!(sink.rejected().unwrap().is_empty(), "handed over once");
 
     // A payload that is not an object, with non_object_payloads = reject and skip.
     let mut sink = open_sink(

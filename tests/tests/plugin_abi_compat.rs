@@ -1,6 +1,7 @@
-//! The plugin ABI evolves without breaking plugins: a sink built against the frozen
-//! `ld-plugin-api` 0.1.0 (before `Sink::flush`) loads and runs in today's host, and a
-//! sink that holds batches has its offsets committed only once it says they are durable.
+//! The plugin ABI evolves without breaking plugins: sinks built against the frozen
+//! `ld-plugin-api` 0.1.0 (before `Sink::flush`) and 0.1.1 (before `Sink::rejected`)
+//! load and run in today's host, and a sink that holds batches has its offsets committed
+//! only once it says they are durable.
 
 use std::time::Duration;
 
@@ -11,17 +12,32 @@ use ld_e2e_tests::{
 };
 use serde_json::json;
 
-#[test]
-fn a_plugin_built_against_0_1_0_loads_through_the_real_loader() {
-    let path = frozen_plugin("abi_0_1_0_sink");
-    let cache = tempfile::tempdir().unwrap();
-    let lib = PluginLibrary::load(&path, cache.path()).expect("a 0.1.0 plugin loads");
-    assert_eq!(lib.meta().key, "abi-0-1-0");
-    assert!(lib.meta().sink.is_some());
+/// The frozen fixture sink built against `release`: (library, connector key).
+fn frozen_sink(release: &str) -> (std::path::PathBuf, String) {
+    let name = format!("abi_{}_sink", release.replace('.', "_"));
+    (
+        frozen_plugin(release, &name),
+        format!("abi-{}", release.replace('.', "-")),
+    )
+}
 
+#[test]
+fn plugins_built_against_0_1_0_and_0_1_1_load_through_the_real_loader() {
+    for release in ["0.1.0", "0.1.1"] {
+        let (path, key) = frozen_sink(release);
+        let cache = tempfile::tempdir().unwrap();
+        let lib = PluginLibrary::load(&path, cache.path())
+            .unwrap_or_else(|e| panic!("a {release} plugin loads: {e}"));
+        assert_eq!(lib.meta().key, key);
+        assert!(lib.meta().sink.is_some());
+        check_plugin_accepts(&path);
+    }
+}
+
+fn check_plugin_accepts(path: &std::path::Path) {
     let out = std::process::Command::new(daemon_binary())
         .arg("check-plugin")
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap();
     assert!(
@@ -37,19 +53,22 @@ fn source(count: u64, rate: u64) -> serde_json::Value {
            "plugin_config": {"seed": 3, "count": count, "rate": rate, "batch_size": 100, "payload_size": 50}})
 }
 
-#[test]
-fn a_0_1_0_sink_runs_and_its_offsets_are_committed() {
+/// Runs the frozen sink of `release` behind a random source of 3,000 messages, stops,
+/// starts again, and checks every message arrived exactly once: its offsets were
+/// committed (through `flush`, its own or the default) and nothing came twice.
+fn old_sink_runs_and_its_offsets_are_committed(release: &str) {
+    let (library, key) = frozen_sink(release);
     let mut run = LocalRun::new(&["random_source"]);
     std::fs::copy(
-        frozen_plugin("abi_0_1_0_sink"),
-        run.plugin_dir().join("libld_abi_0_1_0_sink.so"),
+        &library,
+        run.plugin_dir().join(library.file_name().unwrap()),
     )
     .unwrap();
     let out = run.path("ids.txt");
     run.instance("gen", source(3000, 0));
     run.instance(
         "old-sink",
-        json!({"type": "sink", "key": "abi-0-1-0",
+        json!({"type": "sink", "key": key,
                "streams": [{"stream": "s", "topics": ["t"], "batch_length": 100}],
                "plugin_config": {"output_file": out}}),
     );
@@ -59,7 +78,7 @@ fn a_0_1_0_sink_runs_and_its_offsets_are_committed() {
     let (clean, _) = run.terminate(Duration::from_secs(20));
     assert!(clean, "stopped cleanly: {}", run.log());
 
-    // Committed through the default `flush`: a restart redelivers nothing.
+    // Committed: a restart redelivers nothing.
     run.start();
     std::thread::sleep(Duration::from_secs(3));
     let ids = ld_e2e_tests::local::read_ids(&out);
@@ -68,6 +87,16 @@ fn a_0_1_0_sink_runs_and_its_offsets_are_committed() {
         ids.values().all(|&n| n == 1),
         "a committed batch came again after the restart"
     );
+}
+
+#[test]
+fn a_0_1_0_sink_runs_and_its_offsets_are_committed() {
+    old_sink_runs_and_its_offsets_are_committed("0.1.0");
+}
+
+#[test]
+fn a_0_1_1_sink_runs_and_its_offsets_are_committed() {
+    old_sink_runs_and_its_offsets_are_committed("0.1.1");
 }
 
 #[test]

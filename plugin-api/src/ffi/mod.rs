@@ -9,12 +9,12 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, ROption, RResult, RSlice, RStr, RString},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 use async_ffi::BorrowingFfiFuture;
 
-use crate::{PluginError, RawSourceBatch, SinkBatch};
+use crate::{PluginError, RawSourceBatch, Rejection, SinkBatch};
 
 /// Which side of a connector.
 #[repr(u8)]
@@ -142,6 +142,12 @@ pub trait SinkFfi: Send {
         let _ = closing;
         BorrowingFfiFuture::new(async move { RResult::ROk(consumed) })
     }
+    /// See [`crate::Sink::rejected`]. Added in 0.1.2: a sink built against an earlier
+    /// release has no such entry, and this default (nothing rejected: every message of
+    /// a consumed batch was written) runs in its place.
+    fn rejected(&mut self) -> RResult<RVec<Rejection>, PluginError> {
+        RResult::ROk(RVec::new())
+    }
 }
 
 /// A source instance as the host sees it.
@@ -195,3 +201,4 @@ impl RootModule for PluginModRef {
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod v0_1_0;
+pub mod v0_1_1;

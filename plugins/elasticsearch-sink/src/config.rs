@@ -104,8 +104,10 @@ pub struct ElasticsearchSinkConfig {
     pub retry_timeout: String,
     /// What a document the server refuses for its content (mapping or parse error,
     /// any other 4xx item error) does: `fail` (default: the instance stops with the
-    /// offset and the server's reason) or `skip` (logged with the reason and counted;
-    /// the batch is committed).
+    /// offset and the server's reason), `skip` (logged with the reason and counted;
+    /// the batch is committed) or `dead_letter` (reported to the host as rejected: with
+    /// the instance's `errors.tolerance = "all"` it goes to the dead-letter topic with
+    /// the server's reason, and the batch is committed).
     #[serde(default)]
     pub on_document_error: OnDocumentError,
     /// A payload that is not a JSON object: `wrap` (default) stores it as
@@ -186,6 +188,10 @@ pub enum OnDocumentError {
     Fail,
     /// Log, count and go on.
     Skip,
+    /// Hand it back to the host as rejected: the instance's `errors` setting decides
+    /// (its dead-letter topic with `tolerance = "all"`, failing otherwise).
+    #[serde(rename = "dead_letter")]
+    DeadLetter,
 }
 
 /// What a payload that is not a JSON object becomes.

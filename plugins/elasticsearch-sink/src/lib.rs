@@ -26,7 +26,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use ld_plugin_api::{export_plugin, InstanceContext, PluginError, Sink, SinkBatch};
+use ld_plugin_api::{export_plugin, InstanceContext, PluginError, Rejection, Sink, SinkBatch};
 use reqwest::{
     header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE},
     Method,
@@ -78,6 +78,9 @@ pub struct ElasticsearchSink {
     encoded: Encoded,
     stored: u64,
     skipped: u64,
+    /// Documents of the current batch handed to the host (`on_document_error =
+    /// dead_letter`).
+    rejected: Vec<Rejection>,
 }
 
 impl ElasticsearchSink {
@@ -370,7 +373,8 @@ impl ElasticsearchSink {
         }
     }
 
-    /// A document that cannot be stored for its content: fail or skip.
+    /// A document that cannot be stored for its content: fail, skip, or hand it to the
+    /// host (its dead-letter topic).
     fn document_error(
         &mut self,
         batch: &SinkBatch<'_>,
@@ -398,6 +402,11 @@ impl ElasticsearchSink {
                     batch.topic(),
                     batch.partition()
                 );
+                Ok(())
+            }
+            OnDocumentError::DeadLetter => {
+                self.rejected
+                    .push(Rejection::new(offset, format!("it {what}: {reason}")));
                 Ok(())
             }
         }
@@ -578,6 +587,7 @@ impl Sink for ElasticsearchSink {
             encoded: Encoded::default(),
             stored: 0,
             skipped: 0,
+            rejected: Vec::new(),
         })
     }
 
@@ -611,11 +621,17 @@ impl Sink for ElasticsearchSink {
         if self.http.is_none() {
             self.open().await?;
         }
+        // What an earlier, failed attempt rejected comes again with this one.
+        self.rejected.clear();
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.encode(&self.settings, &batch);
         let result = self.write(&encoded, &batch).await;
         self.encoded = encoded;
         result
+    }
+
+    fn rejected(&mut self) -> Vec<Rejection> {
+        std::mem::take(&mut self.rejected)
     }
 
     async fn close(&mut self) -> Result<(), PluginError> {

@@ -1,6 +1,7 @@
 //! The dead-letter topic of an instance with `errors.tolerance = "all"`: a message that
-//! cannot be processed goes there, unchanged, with headers naming the instance, where
-//! the message came from and why, and the pipeline goes on.
+//! a transform cannot process, or that the sink plugin rejected, goes there, unchanged,
+//! with headers naming the instance, where the message came from, the stage and why,
+//! and the pipeline goes on.
 
 use crate::{
     config::{ErrorPolicy, Tolerance},
@@ -21,7 +22,8 @@ pub const TOPIC_HEADER: &str = "ld-dlq-topic";
 pub const PARTITION_HEADER: &str = "ld-dlq-partition";
 /// Header: its offset (a sink's messages).
 pub const OFFSET_HEADER: &str = "ld-dlq-offset";
-/// Header: the stage that could not process it, e.g. `transform:add_fields`.
+/// Header: the stage that could not process it: `transform:<name>` (e.g.
+/// `transform:add_fields`) or `sink` (the plugin rejected it).
 pub const STAGE_HEADER: &str = "ld-dlq-stage";
 /// Header: why (at most 255 bytes, as stream headers allow).
 pub const REASON_HEADER: &str = "ld-dlq-reason";
@@ -31,6 +33,30 @@ pub(crate) struct Origin<'a> {
     pub topic: &'a TopicRef,
     /// The partition read, for a sink.
     pub partition: Option<u32>,
+}
+
+/// A message of a batch that goes to the dead-letter topic.
+pub(crate) struct SetAside {
+    /// Its index in the batch.
+    pub index: usize,
+    /// The stage that could not process it (the `ld-dlq-stage` header).
+    pub stage: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl SetAside {
+    /// The messages transforms could not process.
+    pub(crate) fn from_transforms(failed: Vec<(usize, ApplyError)>) -> Vec<Self> {
+        failed
+            .into_iter()
+            .map(|(index, e)| SetAside {
+                index,
+                stage: format!("transform:{}", e.transform),
+                reason: e.reason,
+            })
+            .collect()
+    }
 }
 
 /// An instance's dead-letter topic.
@@ -65,14 +91,14 @@ impl DeadLetters {
         &mut self,
         origin: Origin<'_>,
         batch: &MessageBatch,
-        failed: &[(usize, ApplyError)],
+        failed: &[SetAside],
         metrics: &InstanceMetrics,
         shutdown: &CancellationToken,
     ) -> Result<(), TaskError> {
         if failed.is_empty() {
             return Ok(());
         }
-        let letters = self.letters(&origin, batch, failed);
+        let (letters, originals) = self.letters(&origin, batch, failed);
         with_retries!(
             "dead-letter append",
             &STREAM_RETRY,
@@ -81,9 +107,9 @@ impl DeadLetters {
             async { Ok::<_, TaskError>(self.producer.append(&letters).await?) }
         )?;
         metrics.dead_lettered(letters.len());
-        for (_, error) in failed {
-            tracing::warn!(offset = error.offset, id = %error.id, reason = %error.reason,
-                           stage = error.transform, "message set aside in the dead-letter topic");
+        for ((offset, id), set_aside) in originals.into_iter().zip(failed) {
+            tracing::warn!(offset, id = %id, reason = %set_aside.reason,
+                           stage = %set_aside.stage, "message set aside in the dead-letter topic");
         }
         Ok(())
     }
@@ -92,24 +118,27 @@ impl DeadLetters {
         &self,
         origin: &Origin<'_>,
         batch: &MessageBatch,
-        failed: &[(usize, ApplyError)],
-    ) -> MessageBatch {
+        failed: &[SetAside],
+    ) -> (MessageBatch, Vec<(u64, u128)>) {
         let messages: Vec<_> = batch.iter().collect();
         let mut letters = MessageBatch::default();
+        // The offset and id of each original, for the log.
+        let mut originals = Vec::with_capacity(failed.len());
         let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-        for (index, error) in failed {
-            let Some(message) = messages.get(*index) else {
+        for set_aside in failed {
+            let Some(message) = messages.get(set_aside.index) else {
                 continue;
             };
             let e = message.entry();
+            originals.push((e.offset, e.id));
             headers.clear();
             headers.extend(message.headers().map(|(k, v)| (k.to_string(), v.to_vec())));
             let mut ours = vec![
                 (INSTANCE_HEADER, self.instance_key.clone()),
                 (STREAM_HEADER, origin.topic.stream.clone()),
                 (TOPIC_HEADER, origin.topic.topic.clone()),
-                (STAGE_HEADER, format!("transform:{}", error.transform)),
-                (REASON_HEADER, truncated(&error.reason, 255)),
+                (STAGE_HEADER, set_aside.stage.clone()),
+                (REASON_HEADER, truncated(&set_aside.reason, 255)),
             ];
             if let Some(partition) = origin.partition {
                 ours.push((PARTITION_HEADER, partition.to_string()));
@@ -128,7 +157,7 @@ impl DeadLetters {
                 message.payload(),
             );
         }
-        letters
+        (letters, originals)
     }
 }
 

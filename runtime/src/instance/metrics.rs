@@ -43,13 +43,14 @@ pub struct InstanceMetrics {
 /// The kinds of failed calls counted apart (`kind` label of the errors metric):
 /// a plugin's error by its kind, a plugin call over its deadline, the stream, a
 /// transform, the local state, anything else.
-pub const ERROR_KINDS: [&str; 8] = [
+pub const ERROR_KINDS: [&str; 9] = [
     "plugin_transient",
     "plugin_fatal",
     "plugin_invalid_config",
     "timeout",
     "stream",
     "transform",
+    "rejected",
     "state",
     "other",
 ];

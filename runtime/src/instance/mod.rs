@@ -59,6 +59,18 @@ pub enum TaskError {
     /// Another node holds the source's lease now; this node must not run it.
     #[error("{0}")]
     Fenced(String),
+    /// The sink plugin rejected a message and the instance tolerates no such error.
+    #[error("the sink rejected the message at offset {offset} of {topic} partition {partition}: {reason} (errors.tolerance is \"none\"; with \"all\" and a dead_letter topic such messages are set aside and the rest flows)")]
+    Rejected {
+        /// Where the message came from.
+        topic: crate::stream::TopicRef,
+        /// Its partition.
+        partition: u32,
+        /// Its offset.
+        offset: u64,
+        /// What the plugin said.
+        reason: String,
+    },
 }
 
 /// Deadlines and retries of an instance task's calls.
@@ -97,6 +109,7 @@ impl TaskError {
             TaskError::Timeout { .. } => "timeout",
             TaskError::Stream(_) => "stream",
             TaskError::Transform(_) => "transform",
+            TaskError::Rejected { .. } => "rejected",
             TaskError::State(_) => "state",
             TaskError::Config(_) | TaskError::Fenced(_) => "other",
         }

@@ -9,7 +9,7 @@ use ld_plugin_api::SinkBatch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    dead_letter::{DeadLetters, Origin},
+    dead_letter::{DeadLetters, Origin, SetAside},
     deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, TaskError, STREAM_RETRY,
 };
 use crate::{
@@ -451,8 +451,14 @@ async fn deliver(
                 topic,
                 partition: Some(polled.partition),
             };
-            dead.send(origin, &polled.batch, &failed, metrics, shutdown)
-                .await?;
+            dead.send(
+                origin,
+                &polled.batch,
+                &SetAside::from_transforms(failed),
+                metrics,
+                shutdown,
+            )
+            .await?;
             out
         }
         _ => transform::apply(&stage.transforms, polled.batch)?,
@@ -492,8 +498,79 @@ async fn deliver(
         return Ok(Delivered::Abandoned);
     }
     metrics.batch_latency.observe(started.elapsed());
-    metrics.delivered(batch.len(), payload_bytes);
+    let rejected = plugin.rejected().map_err(|error| TaskError::Plugin {
+        call: "rejected",
+        error,
+    })?;
+    let rejected_count = if rejected.is_empty() {
+        0
+    } else {
+        set_aside_rejected(
+            topic,
+            polled.partition,
+            &batch,
+            rejected,
+            stage,
+            metrics,
+            shutdown,
+        )
+        .await?
+    };
+    metrics.delivered(batch.len() - rejected_count, payload_bytes);
     Ok(Delivered::Consumed)
+}
+
+/// Sets aside the messages of a consumed batch the plugin rejected, as the instance's
+/// `errors` setting says: into the dead-letter topic (stage `sink`), or failing the
+/// task with the first one. Returns how many were set aside.
+async fn set_aside_rejected(
+    topic: &TopicRef,
+    partition: u32,
+    batch: &crate::stream::MessageBatch,
+    rejected: Vec<ld_plugin_api::Rejection>,
+    stage: &mut Stage,
+    metrics: &InstanceMetrics,
+    shutdown: &CancellationToken,
+) -> Result<usize, TaskError> {
+    let mut set_aside = Vec::with_capacity(rejected.len());
+    for rejection in rejected {
+        let offset = rejection.offset();
+        // Offsets in a batch are ascending.
+        let Ok(index) = batch.entries.binary_search_by_key(&offset, |e| e.offset) else {
+            tracing::warn!(
+                offset,
+                reason = rejection.reason(),
+                "the sink rejected an offset that is not in the batch; ignored"
+            );
+            continue;
+        };
+        set_aside.push(SetAside {
+            index,
+            stage: "sink".to_string(),
+            reason: rejection.reason().to_string(),
+        });
+    }
+    // In offset order, each message once.
+    set_aside.sort_by_key(|s| s.index);
+    set_aside.dedup_by_key(|s| s.index);
+    let Some(dead) = &mut stage.dead_letters else {
+        return match set_aside.first() {
+            Some(first) => Err(TaskError::Rejected {
+                topic: topic.clone(),
+                partition,
+                offset: batch.entries[first.index].offset,
+                reason: first.reason.clone(),
+            }),
+            None => Ok(0),
+        };
+    };
+    let origin = Origin {
+        topic,
+        partition: Some(partition),
+    };
+    dead.send(origin, batch, &set_aside, metrics, shutdown)
+        .await?;
+    Ok(set_aside.len())
 }
 
 async fn commit(

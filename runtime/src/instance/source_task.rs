@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    dead_letter::{DeadLetters, Origin},
+    dead_letter::{DeadLetters, Origin, SetAside},
     deadline, open_plugin, with_retries, CallPolicy, InstanceMetrics, LeasedCheckpoints,
     SharedCheckpointError, TaskError, STREAM_RETRY,
 };
@@ -231,8 +231,14 @@ async fn poll_loop(
                     topic: &stage.topic,
                     partition: None,
                 };
-                dead.send(origin, &produced, &failed, metrics, shutdown)
-                    .await?;
+                dead.send(
+                    origin,
+                    &produced,
+                    &SetAside::from_transforms(failed),
+                    metrics,
+                    shutdown,
+                )
+                .await?;
                 out
             }
             _ => transform::apply(&stage.transforms, to_message_batch(&raw))?,

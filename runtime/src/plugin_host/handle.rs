@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ld_plugin_api::{ffi::SourceBox, PluginError, RawSourceBatch, SinkBatch};
+use ld_plugin_api::{ffi::SourceBox, PluginError, RawSourceBatch, Rejection, SinkBatch};
 
 use super::{abi::SinkObject, PluginLibrary};
 
@@ -50,6 +50,12 @@ impl SinkHandle {
     /// `Sink::flush`); a plugin built before `flush` existed answers `consumed`.
     pub async fn flush(&mut self, consumed: u64, closing: bool) -> Result<u64, PluginError> {
         self.inner.flush(consumed, closing).await
+    }
+
+    /// The messages of the batch just consumed that the sink did not write (see
+    /// `Sink::rejected`); a plugin built before 0.1.2 rejects none.
+    pub fn rejected(&mut self) -> Result<Vec<Rejection>, PluginError> {
+        self.inner.rejected()
     }
 
     /// Closes the sink.

@@ -1,0 +1,66 @@
+//! The boundary as `ld-plugin-api` 0.1.0 declared it, kept so that a host loads plugins
+//! built against 0.1.0 without a rebuild.
+//!
+//! abi_stable accepts a library whose prefix types have as many fields as the host's or
+//! more (a newer plugin), never fewer: a host whose sink vtable gained `flush` refuses
+//! a 0.1.0 plugin checked against today's layout. So the host reads the ABI version a
+//! library declares and checks a 0.1.0 library against these, the layouts of that
+//! release. Every type that did not change is shared with the current module.
+//!
+//! The rule for later releases: a patch release that changes a layout moves that
+//! release's previous root module here (or beside this one) unchanged, and the host
+//! learns to load it; see `docs/plugin-abi.md`.
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, RResult, RStr},
+    StableAbi,
+};
+
+use super::{ConnectorType, HostApi, PluginFuture, PluginInfo, SinkInit, SourceBox, SourceInit};
+use crate::{PluginError, SinkBatch};
+
+/// A sink instance as a 0.1.0 plugin exposes it: no `flush`, so every consumed batch is
+/// durable.
+#[sabi_trait]
+pub trait SinkFfi: Send {
+    /// See [`crate::Sink::open`].
+    fn open<'a>(&'a mut self) -> PluginFuture<'a, ()>;
+    /// See [`crate::Sink::consume`].
+    fn consume<'a>(&'a mut self, batch: SinkBatch<'a>) -> PluginFuture<'a, ()>;
+    /// See [`crate::Sink::close`].
+    #[sabi(last_prefix_field)]
+    fn close<'a>(&'a mut self) -> PluginFuture<'a, ()>;
+}
+
+/// An owned 0.1.0 sink instance behind the boundary.
+pub type SinkBox = SinkFfi_TO<'static, RBox<()>>;
+
+/// The root module of a 0.1.0 plugin.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The plugin's self-description.
+    pub info: extern "C" fn() -> PluginInfo,
+    /// Hands the host's callbacks to the library (log forwarding).
+    pub attach_host: extern "C" fn(HostApi),
+    /// Checks a `plugin_config` for one side without constructing anything.
+    pub validate_config: extern "C" fn(ConnectorType, RStr<'_>) -> RResult<(), PluginError>,
+    /// Builds a source instance.
+    pub new_source: extern "C" fn(SourceInit<'_>) -> RResult<SourceBox, PluginError>,
+    /// Builds a sink instance.
+    #[sabi(last_prefix_field)]
+    pub new_sink: extern "C" fn(SinkInit<'_>) -> RResult<SinkBox, PluginError>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "ld_plugin";
+    const NAME: &'static str = "ld-connectord plugin";
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.1.0");
+}
