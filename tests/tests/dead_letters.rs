@@ -71,6 +71,16 @@ async fn read_all(
     }
 }
 
+/// The headers of a dead letter the sink `rec` set aside from `s/numbers` partition 0.
+fn assert_from_rec(headers: &BTreeMap<String, String>, offset: &str, stage: &str) {
+    assert_eq!(headers["ld-dlq-instance"], "rec");
+    assert_eq!(headers["ld-dlq-stream"], "s");
+    assert_eq!(headers["ld-dlq-topic"], "numbers");
+    assert_eq!(headers["ld-dlq-partition"], "0");
+    assert_eq!(headers["ld-dlq-offset"], offset);
+    assert_eq!(headers["ld-dlq-stage"], stage);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poison_message_goes_to_the_dead_letter_topic_with_its_headers_while_the_rest_flows() {
     let mut run = LocalRun::new(&["test_sink"]);
@@ -117,13 +127,8 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_with_its_headers_while_t
         "each poison message once, unchanged, in order"
     );
     let (_, headers) = &dead[0];
-    assert_eq!(headers["ld-dlq-instance"], "rec");
-    assert_eq!(headers["ld-dlq-stream"], "s");
-    assert_eq!(headers["ld-dlq-topic"], "numbers");
-    assert_eq!(headers["ld-dlq-partition"], "0");
     // Id 10 is the tenth message of the topic: offset 9.
-    assert_eq!(headers["ld-dlq-offset"], "9");
-    assert_eq!(headers["ld-dlq-stage"], "transform:add_fields");
+    assert_from_rec(headers, "9", "transform:add_fields");
     assert!(
         headers["ld-dlq-reason"].contains("not valid JSON"),
         "{headers:?}"
@@ -273,13 +278,8 @@ async fn messages_the_sink_rejects_go_to_the_dead_letter_topic_while_the_rest_is
         "each rejected message once, unchanged, in order"
     );
     let (_, headers) = &dead[0];
-    assert_eq!(headers["ld-dlq-instance"], "rec");
-    assert_eq!(headers["ld-dlq-stream"], "s");
-    assert_eq!(headers["ld-dlq-topic"], "numbers");
-    assert_eq!(headers["ld-dlq-partition"], "0");
     // Id 7 is the seventh message of the topic: offset 6.
-    assert_eq!(headers["ld-dlq-offset"], "6");
-    assert_eq!(headers["ld-dlq-stage"], "sink");
+    assert_from_rec(headers, "6", "sink");
     assert_eq!(
         headers["ld-dlq-reason"],
         "test sink rejects id 7, a multiple of 7"
