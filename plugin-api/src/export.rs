@@ -15,11 +15,12 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     ffi::{
-        ConnectorSpec, ConnectorType, PluginFuture, PluginInfo, PluginMod, PluginModRef, SinkBox,
-        SinkFfi, SinkFfi_TO, SinkInit, SourceBox, SourceFfi, SourceFfi_TO, SourceInit,
+        ConnectorSpec, ConnectorType, PluginFuture, PluginInfo, PluginMod, PluginModRef,
+        RawSourceBatch, SinkBox, SinkFfi, SinkFfi_TO, SinkInit, SourceBox, SourceFfi, SourceFfi_TO,
+        SourceInit,
     },
     guard::{call, guard},
-    InstanceContext, PluginError, RawSourceBatch, Rejection, Sink, SinkBatch, Source,
+    InstanceContext, PluginError, Rejection, Sink, SinkBatch, Source,
 };
 
 /// Parses `plugin_config`, naming the field that is wrong.

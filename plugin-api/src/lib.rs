@@ -95,17 +95,23 @@ mod message;
 mod rejection;
 mod secret;
 mod source_batch;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use connector::{InstanceContext, Sink, Source};
 pub use duration::parse_duration;
 pub use error::{ErrorKind, PluginError};
 pub use message::{Header, Message, Schema, SinkBatch};
 pub use rejection::Rejection;
-pub use secret::{Secret, SECRET_MARKER};
-pub use source_batch::{
-    ByteRange, MessageSpec, RawSourceBatch, SourceBatch, SourceHeader, SourceMessage,
-    SourceMessageRef,
-};
+pub use secret::Secret;
+pub use source_batch::{MessageSpec, SourceBatch};
+
+// Host-side types, now under `ffi`. Kept here, hidden, so code written against 0.1.0
+// or 0.1.1 still compiles; they go in 0.2.
+#[doc(hidden)]
+pub use secret::SECRET_MARKER;
+#[doc(hidden)]
+pub use source_batch::{ByteRange, RawSourceBatch, SourceHeader, SourceMessage, SourceMessageRef};
 
 /// Used by [`export_plugin!`]; not a public API.
 #[doc(hidden)]

@@ -11,7 +11,7 @@ fn cache() -> tempfile::TempDir {
 }
 
 /// Sink message views over the payloads of a source batch (what the data plane does).
-fn as_sink_batch_input(batch: &ld_plugin_api::RawSourceBatch) -> Vec<(u128, Vec<u8>)> {
+fn as_sink_batch_input(batch: &ld_plugin_api::ffi::RawSourceBatch) -> Vec<(u128, Vec<u8>)> {
     batch
         .iter()
         .map(|m| (m.id(), m.payload().to_vec()))

@@ -241,7 +241,7 @@ async fn the_source_replaces_a_closed_connection_and_reconnects_once_mid_poll() 
         .await
         .unwrap();
     source.open().await.unwrap();
-    let ids = |batch: &ld_plugin_api::RawSourceBatch| -> Vec<i64> {
+    let ids = |batch: &ld_plugin_api::ffi::RawSourceBatch| -> Vec<i64> {
         batch
             .iter()
             .map(|m| {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ld_connectord::plugin_host::{PluginLibrary, SourceHandle};
 use ld_e2e_tests::{pg::PgCluster, plugin};
-use ld_plugin_api::{ErrorKind, RawSourceBatch};
+use ld_plugin_api::{ffi::RawSourceBatch, ErrorKind};
 use serde_json::{json, Value};
 
 fn library(cache: &tempfile::TempDir) -> Arc<PluginLibrary> {

@@ -1,5 +1,7 @@
-//! The types that cross the library boundary. Plugin authors never touch these: the
-//! [`crate::export_plugin!`] macro builds them; the runtime's plugin host reads them.
+//! The types that cross the library boundary, and the host-side views of them. Plugin
+//! authors never touch these: the [`crate::export_plugin!`] macro builds them; the
+//! runtime's plugin host reads them (a source's batch as [`RawSourceBatch`], the marker
+//! of secret fields in a config schema, [`SECRET_MARKER`]).
 //!
 //! Only `abi_stable` types appear here, and the root module is a prefix type, so fields
 //! can be appended in later versions without breaking plugins built earlier.
@@ -14,7 +16,12 @@ use abi_stable::{
 };
 use async_ffi::BorrowingFfiFuture;
 
-use crate::{PluginError, RawSourceBatch, Rejection, SinkBatch};
+use crate::{PluginError, Rejection, SinkBatch};
+
+pub use crate::secret::SECRET_MARKER;
+pub use crate::source_batch::{
+    ByteRange, RawSourceBatch, SourceHeader, SourceMessage, SourceMessageRef,
+};
 
 /// Which side of a connector.
 #[repr(u8)]

@@ -915,7 +915,7 @@ mod tests {
         for field in ["password", "api_key"] {
             let text = props[field].to_string();
             assert!(
-                text.contains(ld_plugin_api::SECRET_MARKER),
+                text.contains(ld_plugin_api::ffi::SECRET_MARKER),
                 "{field}: {text}"
             );
         }

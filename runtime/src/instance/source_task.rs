@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ld_plugin_api::RawSourceBatch;
+use ld_plugin_api::ffi::RawSourceBatch;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use ld_plugin_api::{ffi::SourceBox, PluginError, RawSourceBatch, Rejection, SinkBatch};
+use ld_plugin_api::{
+    ffi::{RawSourceBatch, SourceBox},
+    PluginError, Rejection, SinkBatch,
+};
 
 use super::{abi::SinkObject, PluginLibrary};
 

@@ -3,7 +3,7 @@
 //! `/password` or `/store/secret_access_key`. The node reports them with its plugins, so
 //! the control plane knows what to mask, and uses them to keep values out of reasons.
 
-use ld_plugin_api::SECRET_MARKER;
+use ld_plugin_api::ffi::SECRET_MARKER;
 use serde_json::Value;
 
 /// The JSON Pointers of the secret fields the schema declares, sorted.
