@@ -19,8 +19,10 @@ pub enum ErrorKind {
     /// A passing failure (network blip, lock timeout): the host retries the same call
     /// with exponential backoff.
     Transient = 1,
-    /// The instance cannot go on (missing table, bad credentials): the host stops it
-    /// and reports it `failed` with the message.
+    /// The instance cannot go on (missing table, bad credentials): the host stops the
+    /// run and starts the instance again after a backoff, up to the node's
+    /// `max_restarts`; then it reports it `failed` with the message (and, unless turned
+    /// off, tries again after a long, growing backoff).
     Fatal = 2,
     /// The plugin panicked; the SDK caught the panic at the boundary.
     Panicked = 3,
@@ -91,7 +93,7 @@ impl PluginError {
         Self::new(ErrorKind::Transient, message)
     }
 
-    /// A failure that ends the instance.
+    /// A failure that ends the instance's run (see [`ErrorKind::Fatal`]).
     ///
     /// ```
     /// let err = ld_plugin_api::PluginError::fatal("authentication failed");

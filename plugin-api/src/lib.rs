@@ -77,9 +77,19 @@
 //!   `tokio::net`, `tokio::time` and `tokio::spawn` work. Never block the thread.
 //! - **Logs** from `tracing` (and the `log` crate) are forwarded to the daemon.
 //! - **Errors** carry a kind: [`ErrorKind::Transient`] is retried with backoff,
-//!   [`ErrorKind::Fatal`] and [`ErrorKind::InvalidConfig`] stop the instance with your message.
-//! - **Delivery**: a sink batch is committed only after `consume` returned `Ok`; a source's
-//!   state is saved only after its batch is durably in the stream.
+//!   [`ErrorKind::InvalidConfig`] marks the instance `failed` with your message at once;
+//!   [`ErrorKind::Fatal`] ends the run, which restarts a few times before it is `failed`.
+//! - **Delivery**: a sink batch is committed only after `consume` returned `Ok` (and
+//!   [`Sink::flush`] says it is durable); a source's state is saved only after its batch
+//!   is durably in the stream.
+//!
+//! ## Testing
+//!
+//! With the `testing` feature (in `[dev-dependencies]`), `ld_plugin_api::testing` drives
+//! a [`Sink`] or [`Source`] in a plain `#[tokio::test]` through the same adapter and panic
+//! guard the host uses, and `testing::conformance` checks the behaviour every connector
+//! must show. The plugin guide (`docs/plugin-guide.md` in the repository) covers the
+//! lifecycle, errors, delivery, state, secrets, async rules and the ABI policy.
 
 #![warn(missing_docs)]
 
