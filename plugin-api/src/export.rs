@@ -25,6 +25,21 @@ use crate::{
 
 /// Parses `plugin_config`, naming the field that is wrong.
 pub fn parse_config<C: DeserializeOwned>(json: &str) -> Result<C, PluginError> {
+    // serde reads a struct from an array too (fields by position); a plugin_config is
+    // an object, as the host requires.
+    if !json.trim_start().starts_with('{') {
+        let found = match json.trim_start().as_bytes().first() {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b'n') => "null",
+            Some(b't' | b'f') => "a boolean",
+            Some(_) => "a number or not JSON",
+            None => "nothing",
+        };
+        return Err(PluginError::invalid_config(format!(
+            "plugin_config: invalid type: {found}, expected a JSON object"
+        )));
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     let config: C = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -349,6 +364,11 @@ mod tests {
         assert!(err.message().contains("missing field `table`"), "{err}");
         assert!(parse_config::<Cfg>(r#"{"table": "t", "rate": 1}"#).is_ok());
         assert!(parse_config::<Cfg>(r#"{"table": "t", "rate": 1} x"#).is_err());
+        let err = parse_config::<Cfg>(r#"["t", 1]"#).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "plugin_config: invalid type: an array, expected a JSON object"
+        );
     }
 
     /// Rejects every message whose payload is `bad`, and panics in `rejected` when asked.

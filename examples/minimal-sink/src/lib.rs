@@ -57,3 +57,8 @@ export_plugin! {
     description: "Counts the bytes it receives",
     sink: MinimalSink,
 }
+
+// Tests drive the plugin in process with `ld_plugin_api::testing` (a dev-dependency
+// with the `testing` feature), through the same adapter the host uses.
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use ld_plugin_api::{export_plugin, InstanceContext, PluginError, Schema, Source,
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MinimalSourceConfig {
-    /// Messages per batch.
+    /// Messages per batch (at least 1).
     #[serde(default = "ten")]
     pub per_batch: u32,
 }
@@ -41,6 +41,12 @@ impl Source for MinimalSource {
         state: Option<Tick>,
         _ctx: &InstanceContext,
     ) -> Result<Self, PluginError> {
+        // What serde cannot check, `new` does, naming the field.
+        if config.per_batch == 0 {
+            return Err(PluginError::invalid_config(
+                "plugin_config.per_batch: must be at least 1",
+            ));
+        }
         Ok(MinimalSource {
             per_batch: config.per_batch,
             next: state.map_or(0, |t| t.next),
@@ -71,3 +77,8 @@ export_plugin! {
     description: "Emits a batch of tick messages every second",
     source: MinimalSource,
 }
+
+// Tests drive the plugin in process with `ld_plugin_api::testing` (a dev-dependency
+// with the `testing` feature), through the same adapter the host uses.
+#[cfg(test)]
+mod tests;
