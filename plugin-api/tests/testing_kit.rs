@@ -253,12 +253,16 @@ struct CounterConfig {
     /// Forget the state (a broken source): restarts from 1.
     #[serde(default)]
     ignore_state: bool,
+    /// Return empty batches from this record on.
+    #[serde(default)]
+    stop_at: Option<u64>,
 }
 
 /// Produces records 1, 2, ... as `{"n": N}`, `per_batch` at a time.
 struct Counter {
     next: u64,
     per_batch: u64,
+    stop_at: Option<u64>,
 }
 
 impl Source for Counter {
@@ -275,11 +279,16 @@ impl Source for Counter {
         Ok(Counter {
             next: state.unwrap_or(1),
             per_batch: c.per_batch,
+            stop_at: c.stop_at,
         })
     }
 
     async fn poll(&mut self) -> Result<SourceBatch, PluginError> {
         let mut batch = SourceBatch::new();
+        if self.stop_at.is_some_and(|stop| self.next >= stop) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            return Ok(batch);
+        }
         for _ in 0..self.per_batch {
             batch.push_json(&json!({"n": self.next}))?;
             self.next += 1;
@@ -356,4 +365,13 @@ async fn a_source_resumes_after_the_last_committed_batch() {
 
     let source = SourceHarness::with_state::<Counter>(json!({"per_batch": 1}), &40).unwrap();
     assert_eq!(source.saved_state::<u64>(), Some(40));
+}
+
+#[tokio::test]
+async fn take_gives_up_when_no_message_comes() {
+    let mut source = SourceHarness::new::<Counter>(json!({"per_batch": 5, "stop_at": 21})).unwrap();
+    source.set_poll_timeout(std::time::Duration::from_millis(300));
+    source.open().await.unwrap();
+    let err = source.take(30).await.unwrap_err();
+    assert!(err.message().contains("got 20 of 30"), "{err}");
 }

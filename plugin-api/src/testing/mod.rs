@@ -11,6 +11,10 @@
 //! ld-plugin-api = { version = "0.1", features = ["testing"] }
 //! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
 //! ```
+//!
+//! Link one plugin crate per test binary: each crate's `export_plugin!` exports the same
+//! root-module symbol, so two plugin crates in one binary fail to link ("duplicate
+//! symbol"). Integration tests (`tests/*.rs`) are a binary each.
 
 mod batch;
 pub mod conformance;

@@ -212,20 +212,28 @@ impl SourceHarness {
         Ok(batch)
     }
 
-    /// Polls and commits until at least `n` messages came; fails when one poll takes
-    /// longer than the poll timeout (see [`Self::set_poll_timeout`]).
+    /// Polls and commits until at least `n` messages came; fails when no message came
+    /// for the poll timeout (see [`Self::set_poll_timeout`]), whether one poll hangs or
+    /// the source keeps returning empty batches.
     pub async fn take(&mut self, n: usize) -> Result<Vec<TestMessage>, PluginError> {
+        let timeout = self.poll_timeout;
+        let stalled = |got: usize| {
+            PluginError::transient(format!("no message for {timeout:?}: got {got} of {n}"))
+        };
         let mut out = Vec::new();
+        let mut last_progress = tokio::time::Instant::now();
         while out.len() < n {
-            let batch = tokio::time::timeout(self.poll_timeout, self.poll_committed())
+            let left = timeout.saturating_sub(last_progress.elapsed());
+            let batch = tokio::time::timeout(left, self.poll_committed())
                 .await
-                .map_err(|_| {
-                    PluginError::transient(format!(
-                        "no batch within {:?} after {} of {n} messages",
-                        self.poll_timeout,
-                        out.len()
-                    ))
-                })??;
+                .map_err(|_| stalled(out.len()))??;
+            if batch.messages.is_empty() {
+                if last_progress.elapsed() >= timeout {
+                    return Err(stalled(out.len()));
+                }
+                continue;
+            }
+            last_progress = tokio::time::Instant::now();
             out.extend(batch.messages);
         }
         Ok(out)
