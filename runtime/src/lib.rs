@@ -11,6 +11,7 @@ pub mod instance;
 pub mod local;
 pub mod plugin_host;
 pub mod redact;
+pub mod scaffold;
 // The only module that needs `ld-supervisor` (it embeds it): feature `standalone`, on by
 // default, so a daemon-only build leaves out axum's supervisor and its sled store.
 #[cfg(feature = "standalone")]

@@ -15,7 +15,9 @@ use ld_connectord::{
     instance::RetryPolicy,
     local,
     plugin_host::{Catalog, PluginLibrary},
+    scaffold::{self, Side},
 };
+use ld_plugin_api::ffi::ConnectorType;
 #[cfg(feature = "standalone")]
 use ld_supervisor::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
@@ -134,17 +136,54 @@ enum Command {
         configs: Vec<PathBuf>,
     },
     /// Load one plugin library and print what it provides; exit non-zero with the reason
-    /// when it cannot be loaded.
+    /// when it cannot be loaded. With `--config`, check a `plugin_config` file instead:
+    /// one line per wrong field, exit non-zero when there is any.
     CheckPlugin {
         /// The plugin library file.
         path: PathBuf,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         json: bool,
+        /// A JSON file holding a `plugin_config` to check against the plugin's schema and
+        /// its own validation.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The side whose config to check; needed only when the library provides both.
+        #[arg(long, value_enum, requires = "config")]
+        side: Option<SideArg>,
         /// Where content-addressed copies of loaded libraries are kept.
         #[arg(long, env = "LD_CONNECTORD_PLUGIN_CACHE")]
         cache_dir: Option<PathBuf>,
     },
+    /// Write a new plugin crate `DIR/NAME`: Cargo.toml, a commented src/lib.rs that
+    /// builds and runs as it is, a test using ld_plugin_api::testing, a README with the
+    /// config table, and an example config.
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["sink", "source"])))]
+    NewPlugin {
+        /// Crate name and connector key: lower-case letters, digits and `-`, starting with
+        /// a letter (`my-sink`).
+        name: String,
+        /// A sink: writes stream messages into a system.
+        #[arg(long)]
+        sink: bool,
+        /// A source: reads a system into a stream.
+        #[arg(long)]
+        source: bool,
+        /// Where to create the crate's folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Depend on this local ld-plugin-api folder instead of version 0.1 from the
+        /// registry.
+        #[arg(long)]
+        api_path: Option<PathBuf>,
+    },
+}
+
+/// `--side` of `check-plugin`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SideArg {
+    Sink,
+    Source,
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -225,8 +264,28 @@ fn main() -> ExitCode {
         Command::CheckPlugin {
             path,
             json,
+            config,
+            side,
             cache_dir,
-        } => check_plugin(&path, json, &cache_dir.unwrap_or_else(default_cache_dir)),
+        } => {
+            let cache_dir = cache_dir.unwrap_or_else(default_cache_dir);
+            match config {
+                Some(config) => check_plugin_config(&path, &config, side, &cache_dir),
+                None => check_plugin(&path, json, &cache_dir),
+            }
+        }
+        Command::NewPlugin {
+            name,
+            sink,
+            source: _,
+            dir,
+            api_path,
+        } => new_plugin(scaffold::NewPlugin {
+            name,
+            side: if sink { Side::Sink } else { Side::Source },
+            dir,
+            api_path,
+        }),
     };
     match result {
         Ok(code) => code,
@@ -387,4 +446,71 @@ fn check_plugin(path: &Path, json: bool, cache_dir: &Path) -> anyhow::Result<Exi
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `check-plugin PATH --config FILE`: one line per problem on stderr, or one `ok` line.
+fn check_plugin_config(
+    path: &Path,
+    file: &Path,
+    side: Option<SideArg>,
+    cache_dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let lib = match PluginLibrary::load(path, cache_dir) {
+        Ok(lib) => lib,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // serde_json's message ends with the line and column.
+    let config: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {}: not JSON: {err}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let side = side.map(|side| match side {
+        SideArg::Sink => ConnectorType::Sink,
+        SideArg::Source => ConnectorType::Source,
+    });
+    let checked = scaffold::check_config(&lib, side, &config)?;
+    if checked.problems.is_empty() {
+        let meta = lib.meta();
+        let note = if checked.built {
+            ""
+        } else {
+            " (its ${...} references are resolved only on the node, so the plugin's `new` \
+             did not run)"
+        };
+        println!(
+            "ok: {} is a valid plugin_config for {} {} ({}){note}",
+            file.display(),
+            meta.key,
+            meta.version,
+            checked.side.as_str()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &checked.problems {
+        eprintln!("{problem}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+fn new_plugin(request: scaffold::NewPlugin) -> anyhow::Result<ExitCode> {
+    let side = request.side;
+    let root = scaffold::new_plugin(&request)?;
+    let lib = scaffold::library_file(&request.name);
+    println!(
+        "created {} ({}) in {}\n\nnext:\n  cd {}\n  cargo build --release && cargo test\n  \
+         ld-connectord check-plugin target/release/{lib} --config example-config.json",
+        request.name,
+        side.as_str(),
+        root.display(),
+        root.display(),
+    );
+    Ok(ExitCode::SUCCESS)
 }
