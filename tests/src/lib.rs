@@ -112,6 +112,15 @@ pub fn frozen_plugin(release: &str, name: &str) -> PathBuf {
         .join(format!("libld_{name}.so"))
 }
 
+/// Prints a conformance report (`ld_plugin_api::testing::conformance::Report`) with the
+/// time since `started`, for the test's output.
+pub fn print_report(what: &str, report: &impl std::fmt::Display, started: std::time::Instant) {
+    eprintln!(
+        "{what}: conformance report ({:.1} s)\n{report}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Path of a plugin library built from this workspace, e.g. `plugin("stdout_sink")`
 /// for `libld_stdout_sink.so`.
 pub fn plugin(name: &str) -> PathBuf {

@@ -30,6 +30,15 @@ pub const PASSWORD: &str = "ld-test-secret";
 /// uid and gid the server runs as when the tests run as root (`nobody`/`nogroup`).
 const UNPRIVILEGED_ID: u32 = 65534;
 
+/// A connection string to a port of 127.0.0.1 nothing listens on, with the clusters'
+/// credentials, so only the unreachable server can be what fails.
+pub fn unreachable_url(db: &str) -> String {
+    format!(
+        "postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{}/{db}",
+        crate::daemon::free_port()
+    )
+}
+
 /// Where the PostgreSQL server binaries are: the newest `/usr/lib/postgresql/*/bin`,
 /// else the directory of `initdb` on `PATH`.
 pub fn bin_dir() -> Option<PathBuf> {

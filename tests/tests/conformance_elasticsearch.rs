@@ -15,20 +15,13 @@
 //! the failed `open` is safe. Skips (printing why) only when `OpenSearch::start` returns
 //! `None` (no java or mvn on the machine).
 
-use ld_e2e_tests::daemon::free_port;
 use std::time::Instant;
 
+use ld_e2e_tests::daemon::free_port;
 use ld_e2e_tests::opensearch::OpenSearch;
 use ld_elasticsearch_sink::ElasticsearchSink;
-use ld_plugin_api::testing::conformance::{check_sink, Redelivery, Report, SinkTarget};
+use ld_plugin_api::testing::conformance::{check_sink, Redelivery, SinkTarget};
 use serde_json::{json, Value};
-
-fn show(what: &str, report: &Report, started: Instant) {
-    eprintln!(
-        "{what}: conformance report ({:.1} s)\n{report}",
-        started.elapsed().as_secs_f64()
-    );
-}
 
 /// The sink indexing into a fresh index of the node.
 struct IndexOn<'a> {
@@ -122,7 +115,7 @@ async fn elasticsearch_sink_conforms() {
             redelivery,
         };
         let report = check_sink(&target).await;
-        show(
+        ld_e2e_tests::print_report(
             &format!("elasticsearch sink, {extra} ({redelivery:?})"),
             &report,
             started,

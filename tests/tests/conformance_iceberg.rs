@@ -18,22 +18,15 @@
 //! that `close` after the failed `open` is safe. Skips (printing why) only when python3
 //! lacks pyiceberg[sql-sqlite,pyarrow].
 
-use ld_e2e_tests::daemon::free_port;
 use std::time::Instant;
 
+use ld_e2e_tests::daemon::free_port;
 use ld_e2e_tests::iceberg::{assert_engine_rows, ReadBack};
 use ld_iceberg_sink::IcebergSink;
-use ld_plugin_api::testing::conformance::{check_sink, Redelivery, Report, SinkTarget};
+use ld_plugin_api::testing::conformance::{check_sink, Redelivery, SinkTarget};
 use serde_json::{json, Value};
 
 const TABLE: &str = "conformance.numbers";
-
-fn show(what: &str, report: &Report, started: Instant) {
-    eprintln!(
-        "{what}: conformance report ({:.1} s)\n{report}",
-        started.elapsed().as_secs_f64()
-    );
-}
 
 /// The table the suite's messages `{"n": N, "text": "message N"}` fit.
 fn create_table() -> Value {
@@ -128,7 +121,7 @@ async fn iceberg_sink_conforms() {
             extra,
         };
         let report = check_sink(&target).await;
-        show(&format!("iceberg sink, {policy}"), &report, started);
+        ld_e2e_tests::print_report(&format!("iceberg sink, {policy}"), &report, started);
         assert_eq!(report.passed.len(), 4, "{report}");
         assert!(report.skipped.is_empty(), "{report}");
 

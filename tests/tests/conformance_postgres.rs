@@ -16,31 +16,14 @@
 //! the failed `open` is safe. Skips (printing why) only when the machine has no
 //! PostgreSQL binaries.
 
-use ld_e2e_tests::daemon::free_port;
 use std::time::Instant;
 
-use ld_e2e_tests::pg::{PgCluster, PASSWORD, SUPERUSER};
-use ld_plugin_api::testing::conformance::{check_sink, Redelivery, Report, SinkTarget};
+use ld_e2e_tests::pg::PgCluster;
+use ld_plugin_api::testing::conformance::{check_sink, Redelivery, SinkTarget};
 use ld_postgres_sink::PostgresSink;
 use serde_json::{json, Value};
 
 const DB: &str = "conformance";
-
-/// A connection string to the closed port (the password is the cluster's, so only the
-/// unreachable server can be what fails).
-fn unreachable_url() -> String {
-    format!(
-        "postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{}/{DB}",
-        free_port()
-    )
-}
-
-fn show(what: &str, report: &Report, started: Instant) {
-    eprintln!(
-        "{what}: conformance report ({:.1} s)\n{report}",
-        started.elapsed().as_secs_f64()
-    );
-}
 
 /// The sink writing into a fresh table of the test cluster.
 struct SinkInto<'a> {
@@ -72,7 +55,7 @@ impl SinkTarget for SinkInto<'_> {
 
     fn unreachable_config(&self) -> Option<Value> {
         Some(json!({
-            "connection_string": unreachable_url(),
+            "connection_string": ld_e2e_tests::pg::unreachable_url(DB),
             "target_table": self.table,
             "auto_create_table": true,
         }))
@@ -121,7 +104,7 @@ async fn postgres_sink_conforms() {
         include_metadata: true,
     };
     let report = check_sink(&target).await;
-    show("postgres sink, include_metadata = true", &report, started);
+    ld_e2e_tests::print_report("postgres sink, include_metadata = true", &report, started);
     assert_eq!(report.passed.len(), 4, "{report}");
     assert!(report.skipped.is_empty(), "{report}");
     assert!(
@@ -138,7 +121,7 @@ async fn postgres_sink_conforms() {
         include_metadata: false,
     };
     let report = check_sink(&target).await;
-    show("postgres sink, include_metadata = false", &report, started);
+    ld_e2e_tests::print_report("postgres sink, include_metadata = false", &report, started);
     assert_eq!(report.passed.len(), 4, "{report}");
     assert!(report.skipped.is_empty(), "{report}");
     // Without metadata the redelivered batch is appended again: the README says so.

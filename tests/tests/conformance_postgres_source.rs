@@ -13,12 +13,11 @@
 //! the failed `open` is safe. Skips (printing why) only when the machine has no
 //! PostgreSQL binaries.
 
-use ld_e2e_tests::daemon::free_port;
 use std::time::{Duration, Instant};
 
-use ld_e2e_tests::pg::{PgCluster, PASSWORD, SUPERUSER};
+use ld_e2e_tests::pg::PgCluster;
 use ld_plugin_api::testing::{
-    conformance::{check_source, Report, SourceTarget},
+    conformance::{check_source, SourceTarget},
     TestMessage,
 };
 use ld_postgres_source::PostgresSource;
@@ -27,22 +26,6 @@ use serde_json::{json, Value};
 const DB: &str = "conformance";
 /// Far more than a passing run takes (about 1 s per mode).
 const SUITE_LIMIT: Duration = Duration::from_secs(120);
-
-/// A connection string to the closed port (the password is the cluster's, so only the
-/// unreachable server can be what fails).
-fn unreachable_url() -> String {
-    format!(
-        "postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{}/{DB}",
-        free_port()
-    )
-}
-
-fn show(what: &str, report: &Report, started: Instant) {
-    eprintln!(
-        "{what}: conformance report ({:.1} s)\n{report}",
-        started.elapsed().as_secs_f64()
-    );
-}
 
 /// How the source reads: a table by its id, or the database's changes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -114,7 +97,7 @@ impl SourceTarget for SourceFrom<'_> {
 
     fn unreachable_config(&self) -> Option<Value> {
         let mut config = self.config();
-        config["connection_string"] = json!(unreachable_url());
+        config["connection_string"] = json!(ld_e2e_tests::pg::unreachable_url(DB));
         Some(config)
     }
 
@@ -190,7 +173,7 @@ async fn postgres_source_conforms() {
             .unwrap_or_else(|_| {
                 panic!("{mode:?}: the source suite did not end within {SUITE_LIMIT:?}")
             });
-        show(&format!("postgres source, {mode:?}"), &report, started);
+        ld_e2e_tests::print_report(&format!("postgres source, {mode:?}"), &report, started);
         assert_eq!(report.passed.len(), 4, "{report}");
         assert!(report.skipped.is_empty(), "{report}");
     }
