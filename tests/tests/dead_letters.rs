@@ -71,6 +71,23 @@ async fn read_all(
     }
 }
 
+/// Checks that the dead-letter topic `s/<topic>` of the run holds exactly `expected`
+/// (payloads, each once, unchanged, in order); returns the first letter's headers.
+async fn assert_dead_letters(
+    run: &LocalRun,
+    topic: &str,
+    expected: impl Iterator<Item = String>,
+) -> BTreeMap<String, String> {
+    let dead = read_all(&run.path("state"), &TopicRef::new("s", topic)).await;
+    let payloads: Vec<&str> = dead.iter().map(|(p, _)| p.as_str()).collect();
+    let expected: Vec<String> = expected.collect();
+    assert_eq!(
+        payloads, expected,
+        "each message set aside once, unchanged, in order"
+    );
+    dead.into_iter().next().expect("a dead letter").1
+}
+
 /// The headers of a dead letter the sink `rec` set aside from `s/numbers` partition 0.
 fn assert_from_rec(headers: &BTreeMap<String, String>, offset: &str, stage: &str) {
     assert_eq!(headers["ld-dlq-instance"], "rec");
@@ -117,18 +134,10 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_with_its_headers_while_t
         run.log()
     );
 
-    let dead = read_all(&run.path("state"), &TopicRef::new("s", "dead")).await;
-    let payloads: Vec<&str> = dead.iter().map(|(p, _)| p.as_str()).collect();
-    let expected: Vec<String> = (1..=COUNT / POISON_EVERY)
-        .map(|i| format!("not json {}", i * POISON_EVERY))
-        .collect();
-    assert_eq!(
-        payloads, expected,
-        "each poison message once, unchanged, in order"
-    );
-    let (_, headers) = &dead[0];
+    let expected = (1..=COUNT / POISON_EVERY).map(|i| format!("not json {}", i * POISON_EVERY));
+    let headers = assert_dead_letters(&run, "dead", expected).await;
     // Id 10 is the tenth message of the topic: offset 9.
-    assert_from_rec(headers, "9", "transform:add_fields");
+    assert_from_rec(&headers, "9", "transform:add_fields");
     assert!(
         headers["ld-dlq-reason"].contains("not valid JSON"),
         "{headers:?}"
@@ -158,10 +167,8 @@ async fn a_source_sets_aside_what_its_transforms_cannot_process() {
     });
     let (ok, _) = run.terminate(Duration::from_secs(30));
     assert!(ok, "clean exit; log:\n{}", run.log());
-    let dead = read_all(&run.path("state"), &TopicRef::new("s", "gen-dead")).await;
-    assert_eq!(dead.len() as u64, COUNT / POISON_EVERY);
-    let (payload, headers) = &dead[0];
-    assert_eq!(payload, "not json 10");
+    let expected = (1..=COUNT / POISON_EVERY).map(|i| format!("not json {}", i * POISON_EVERY));
+    let headers = assert_dead_letters(&run, "gen-dead", expected).await;
     assert_eq!(headers["ld-dlq-instance"], "gen");
     assert_eq!(headers["ld-dlq-topic"], "numbers", "where it was going");
     assert!(
@@ -268,18 +275,10 @@ async fn messages_the_sink_rejects_go_to_the_dead_letter_topic_while_the_rest_is
         .keys()
         .all(|id| !(*id as u64).is_multiple_of(REJECT_EVERY)));
 
-    let dead = read_all(&run.path("state"), &TopicRef::new("s", "rejected")).await;
-    let payloads: Vec<&str> = dead.iter().map(|(p, _)| p.as_str()).collect();
-    let expected: Vec<String> = (1..=COUNT / REJECT_EVERY)
-        .map(|i| format!("{{\"id\":{}}}", i * REJECT_EVERY))
-        .collect();
-    assert_eq!(
-        payloads, expected,
-        "each rejected message once, unchanged, in order"
-    );
-    let (_, headers) = &dead[0];
+    let expected = (1..=COUNT / REJECT_EVERY).map(|i| format!("{{\"id\":{}}}", i * REJECT_EVERY));
+    let headers = assert_dead_letters(&run, "rejected", expected).await;
     // Id 7 is the seventh message of the topic: offset 6.
-    assert_from_rec(headers, "6", "sink");
+    assert_from_rec(&headers, "6", "sink");
     assert_eq!(
         headers["ld-dlq-reason"],
         "test sink rejects id 7, a multiple of 7"

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | a wrong config is an `invalid_config` error, from `new` or `open` | yes | yes |
 //! | an unreachable system is a `transient` error (when the target gives such a config) | yes | yes |
-//! | `close` after a failed `open` is safe (no panic) | yes | yes |
+//! | `close` after a failed `open` (or first call) is safe (no panic) | yes | yes |
 //! | what `flush` says is durable is stored (by default: each batch `consume` accepted; skipped when the target cannot read back) | yes | - |
 //! | a batch delivered again after a crash is stored as [`Redelivery`] promises | yes | - |
 //! | after a crash, the saved state resumes right after the last committed message: no repeat, no gap | - | yes |
@@ -190,20 +190,10 @@ pub async fn check_sink<T: SinkTarget>(target: &T) -> Report {
         )),
         Some(config) => {
             let check = "sink: an unreachable system is transient";
-            let mut h = SinkHarness::new::<T::Sink>(config)
-                .unwrap_or_else(|e| fail(check, format!("`new` refused the config: {e}")));
-            let error = match h.open().await {
-                Err(e) => e,
-                Ok(()) => match h.consume(&numbered_batch(1, 1)).await {
-                    Err(e) => e,
-                    Ok(_) => fail(check, "open and consume succeeded"),
-                },
-            };
-            expect_kind(check, &error, ErrorKind::Transient);
-            close_is_safe(check, h.close().await);
-            report.passed.push(
-                "sink: an unreachable system is transient; close after a failed open is safe",
-            );
+            unreachable_is_transient(check, SinkHarness::new::<T::Sink>(config)).await;
+            report
+                .passed
+                .push("sink: an unreachable system is transient; close after the failure is safe");
         }
     }
 
@@ -315,19 +305,9 @@ pub async fn check_source<T: SourceTarget>(target: &T) -> Report {
         )),
         Some(config) => {
             let check = "source: an unreachable system is transient";
-            let mut h = SourceHarness::new::<T::Source>(config)
-                .unwrap_or_else(|e| fail(check, format!("`new` refused the config: {e}")));
-            let error = match h.open().await {
-                Err(e) => e,
-                Ok(()) => match h.poll().await {
-                    Err(e) => e,
-                    Ok(_) => fail(check, "open and poll succeeded"),
-                },
-            };
-            expect_kind(check, &error, ErrorKind::Transient);
-            close_is_safe(check, h.close().await);
+            unreachable_is_transient(check, SourceHarness::new::<T::Source>(config)).await;
             report.passed.push(
-                "source: an unreachable system is transient; close after a failed open is safe",
+                "source: an unreachable system is transient; close after the failure is safe",
             );
         }
     }
@@ -392,12 +372,18 @@ pub async fn check_source<T: SourceTarget>(target: &T) -> Report {
 /// A sink or source harness, for the checks both sides share.
 trait Lifecycle {
     async fn open(&mut self) -> Result<(), PluginError>;
+    /// The first call that needs the external system after `open`: a sink's `consume`
+    /// of one message, a source's `poll`.
+    async fn first_call(&mut self) -> Result<(), PluginError>;
     async fn close(&mut self) -> Result<(), PluginError>;
 }
 
 impl Lifecycle for SinkHarness {
     async fn open(&mut self) -> Result<(), PluginError> {
         SinkHarness::open(self).await
+    }
+    async fn first_call(&mut self) -> Result<(), PluginError> {
+        self.consume(&numbered_batch(1, 1)).await.map(drop)
     }
     async fn close(&mut self) -> Result<(), PluginError> {
         SinkHarness::close(self).await
@@ -408,9 +394,28 @@ impl Lifecycle for SourceHarness {
     async fn open(&mut self) -> Result<(), PluginError> {
         SourceHarness::open(self).await
     }
+    async fn first_call(&mut self) -> Result<(), PluginError> {
+        self.poll().await.map(drop)
+    }
     async fn close(&mut self) -> Result<(), PluginError> {
         SourceHarness::close(self).await
     }
+}
+
+/// With an unreachable system, `open` or the first call after it fails with a
+/// `transient` error, and `close` after it does not panic.
+async fn unreachable_is_transient<H: Lifecycle>(check: &str, built: Result<H, PluginError>) {
+    let mut harness =
+        built.unwrap_or_else(|e| fail(check, format!("`new` refused the config: {e}")));
+    let error = match harness.open().await {
+        Err(e) => e,
+        Ok(()) => match harness.first_call().await {
+            Err(e) => e,
+            Ok(()) => fail(check, "`open` and the first call after it succeeded"),
+        },
+    };
+    expect_kind(check, &error, ErrorKind::Transient);
+    close_is_safe(check, harness.close().await);
 }
 
 /// Where a wrong config was refused.
@@ -461,10 +466,7 @@ fn expect_kind(check: &str, error: &PluginError, kind: ErrorKind) {
 fn close_is_safe(check: &str, closed: Result<(), PluginError>) {
     if let Err(e) = closed {
         if e.kind() == ErrorKind::Panicked {
-            fail(
-                check,
-                format!("`close` after a failed `open` panicked: {e}"),
-            );
+            fail(check, format!("`close` after a failed call panicked: {e}"));
         }
     }
 }
